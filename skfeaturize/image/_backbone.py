@@ -35,6 +35,10 @@ class BackboneSpec:
     layout: str = "NCHW"
     num_prefix_tokens: int = 0
     classifier: str | None = None
+    layer_layouts: dict = field(default_factory=dict)  # per-module override of ``layout``
+
+    def layout_of(self, layer: str) -> str:
+        return self.layer_layouts.get(layer, self.layout)
 
     @property
     def layer_table(self) -> list[str]:
@@ -61,6 +65,24 @@ class BackboneSpec:
             f"Layer {layer!r} not found in {backbone_label!r}.{hint} "
             f"skfeaturize.list_layers({backbone_label!r}) lists all layers."
         )
+
+
+def layer_layouts(model: nn.Module, default: str) -> dict:
+    """Modules whose 4-D output layout differs from the model's: convolutions and 2-D norms are NCHW;
+    modules that declare ``output_fmt`` (timm's patch embeddings) are what they declare."""
+    out = {}
+    for name, mod in model.named_modules():
+        fmt = getattr(mod, "output_fmt", None)
+        fmt = getattr(fmt, "value", fmt)
+        if isinstance(fmt, str) and fmt in ("NCHW", "NHWC"):
+            layout = fmt
+        elif isinstance(mod, (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d)):
+            layout = "NCHW"
+        else:
+            continue
+        if name and layout != default:
+            out[name] = layout
+    return out
 
 
 def classifier_name(model: nn.Module) -> str | None:
@@ -185,14 +207,14 @@ class Backbone:
         for name in self.spec.module_names:
             if name in shapes:
                 rows.append({"name": name, "index": feature_index.get(name), "shape": shapes[name],
-                             "kind": _kind(shapes[name], self.spec.layout)})
+                             "kind": _kind(shapes[name])})
         rows.append({"name": PRE_LOGITS, "index": n_table - 1, "shape": tuple(pre.shape[1:]),
                      "kind": "vector"})
         for row in rows:
-            if row["index"] is not None:
-                row["index"] = f"{row['index']} / {row['index'] - n_table}"
+            i = row["index"]
+            row["index"] = "" if i is None else f"{i} / {i - n_table}"
         return rows
 
 
-def _kind(shape: tuple, layout: str) -> str:
+def _kind(shape: tuple) -> str:
     return {1: "vector", 2: "tokens", 3: "feature map"}.get(len(shape), "other")

@@ -1,0 +1,5 @@
+"""Image featurizer."""
+
+from ._featurizer import ImageFeaturizer
+
+__all__ = ["ImageFeaturizer"]
