@@ -18,7 +18,10 @@ a class token (else ``mean``), and the identity for vectors.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch loads on first pooling call, not on import (constants are torch-free)
+    import torch
 
 FEATURE_MAP_POOLINGS = ("avg", "mean", "max", "gem", "avgmax", "flatten")
 TOKEN_POOLINGS = ("cls", "mean", "avg", "cls+mean", "max", "gem", "flatten")
@@ -36,6 +39,8 @@ def gem(x: torch.Tensor, dims, p: float = GEM_P, eps: float = GEM_EPS) -> torch.
 
 def pool_feature_map(x: torch.Tensor, how: str) -> torch.Tensor:
     """Pool an ``(N, C, H, W)`` feature map to ``(N, F)``."""
+    import torch
+
     if x.ndim != 4:
         raise ValueError(f"pool_feature_map expects (N, C, H, W), got shape {tuple(x.shape)}")
     if how in ("avg", "mean"):
@@ -55,6 +60,8 @@ def pool_feature_map(x: torch.Tensor, how: str) -> torch.Tensor:
 
 def pool_tokens(x: torch.Tensor, how: str, num_prefix_tokens: int) -> torch.Tensor:
     """Pool ``(N, T, D)`` transformer tokens; prefix tokens (class, registers) never enter ``mean``."""
+    import torch
+
     if x.ndim != 3:
         raise ValueError(f"pool_tokens expects (N, T, D), got shape {tuple(x.shape)}")
     patches = x[:, num_prefix_tokens:]
@@ -84,6 +91,8 @@ def pool_sequence(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.T
     Padding never counts: ``mean`` averages real tokens only, ``max`` ignores padded positions, and
     ``last`` takes the last real token whether the batch is padded on the right or on the left.
     """
+    import torch
+
     mask_f = mask.to(hidden.dtype).unsqueeze(-1)
     if how == "mean":
         summed = (hidden * mask_f).sum(dim=1)

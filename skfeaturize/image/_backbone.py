@@ -118,11 +118,14 @@ class Backbone:
         seen: dict[str, int] = {}
         handles = []
         modules = dict(self.model.named_modules())
+        muted = [False]
 
         def make_hook(name):
             expected = self._call_counts.get(name, 1)
 
             def hook(_module, _inputs, output):
+                if muted[0]:
+                    return
                 seen[name] = seen.get(name, 0) + 1
                 if seen[name] == expected:  # a reused module: keep its last call
                     captured[name] = output[0] if isinstance(output, (tuple, list)) else output
@@ -152,7 +155,11 @@ class Backbone:
                 if timm_head:
                     feats = self.model.forward_features(x)
                     if need_pre_logits:
+                        muted[0] = True  # the head's modules fire again below if they are tapped
                         captured[PRE_LOGITS] = self.model.forward_head(feats, pre_logits=True)
+                        muted[0] = False
+                    if pending - {"<head>"}:  # taps inside the head (global_pool, classifier, ...)
+                        self.model.forward_head(feats)
                 else:
                     out = self.model(x)
                     if need_pre_logits and PRE_LOGITS not in captured:  # no classifier: the output
