@@ -1,0 +1,8 @@
+"""The embedding cache: content-addressed keys (:mod:`._keys`) and the store (:class:`EmbeddingCache`).
+
+Importing this package loads only the standard library and NumPy (no torch).
+"""
+
+from ._store import CacheError, EmbeddingCache, NetworkFilesystemWarning, network_filesystem, resolve_cache
+
+__all__ = ["CacheError", "EmbeddingCache", "NetworkFilesystemWarning", "network_filesystem", "resolve_cache"]
