@@ -1,0 +1,145 @@
+"""The cache inside featurizers: a grid search over layers × poolings costs one backbone pass per sample."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from skfeaturize import EmbeddingCache, ImageFeaturizer
+from skfeaturize.image._backbone import Backbone
+
+
+@pytest.fixture
+def count_image_forwards(monkeypatch):
+    """Counts the samples that go through an image backbone's forward pass."""
+    seen = {"samples": 0, "calls": 0}
+    real = Backbone.forward
+
+    def counting(self, x, layers):
+        seen["samples"] += x.shape[0]
+        seen["calls"] += 1
+        return real(self, x, layers)
+
+    monkeypatch.setattr(Backbone, "forward", counting)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def labelled_images(small_images):
+    return small_images + [np.ascontiguousarray(a[::-1]) for a in small_images[:8]], \
+        np.array([0] * 6 + [1] * 6 + [0] * 4 + [1] * 4)
+
+
+GRID = {"feat__layer": ["layer1", "layer3", -1], "feat__pooling": ["avg", "max"], "clf__C": [0.1, 1.0, 10.0]}
+
+
+def _search(featurizer, grid=GRID):
+    pipe = Pipeline([("feat", featurizer), ("clf", LogisticRegression(max_iter=300))])
+    return GridSearchCV(pipe, grid, cv=StratifiedKFold(5, shuffle=True, random_state=0))
+
+
+def test_grid_search_after_precompute_runs_backbone_once_per_sample(tmp_path, labelled_images,
+                                                                     count_image_forwards):
+    X, y = labelled_images
+    f = ImageFeaturizer("timm:test_resnet", weights=None, cache=str(tmp_path / "c"))
+    f.precompute(X, layers=["layer1", "layer3", -1], poolings=["avg", "max"])
+    assert count_image_forwards["samples"] == len(X)
+    _search(f).fit(X, y)
+    assert count_image_forwards["samples"] == len(X)  # 18 params × 5 folds + refit: all hits
+
+
+def test_grid_search_with_multi_layer_tap_fills_everything_on_first_pass(tmp_path, labelled_images,
+                                                                          count_image_forwards):
+    X, y = labelled_images
+    f = ImageFeaturizer("timm:test_resnet", weights=None, cache=str(tmp_path / "c"),
+                        cache_layers=["layer1", "layer3", -1], cache_poolings=["avg", "max"])
+    grid = {**GRID, "clf__C": [1.0]}
+    search = _search(f, grid).fit(X, y)
+    assert count_image_forwards["samples"] == len(X)
+    # the same search without a cache runs the backbone on every fit and score
+    count_image_forwards["samples"] = 0
+    nocache = _search(clone(f).set_params(cache=None, cache_layers=None, cache_poolings=None), grid).fit(X, y)
+    # 6 settings × 5 folds × (train + test transform) + the refit: every sample 31 times
+    assert count_image_forwards["samples"] == 6 * 5 * len(X) + len(X)
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"],
+                               nocache.cv_results_["mean_test_score"], atol=1e-9)
+
+
+def test_hit_equals_miss_bit_for_bit_and_requests_never_mix(tmp_path, small_images, count_image_forwards):
+    cache = EmbeddingCache(tmp_path / "c")
+    f = ImageFeaturizer("timm:test_resnet", weights=None, layer="layer2", cache=cache).fit([])
+    miss = f.transform(small_images)
+    assert count_image_forwards["samples"] == len(small_images)
+    hit = f.transform(small_images)
+    assert count_image_forwards["samples"] == len(small_images)
+    assert np.array_equal(hit, miss)
+    nocache = clone(f).set_params(cache=None).fit([]).transform(small_images)
+    assert np.array_equal(nocache, miss)
+    # another layer, pooling, model, weights or preprocessing never hits
+    for params in [{"layer": "layer3"}, {"pooling": "max"}, {"backbone": "timm:test_vit", "layer": -1},
+                   {"precision": "bf16"}, {"preprocess": ImageFeaturizer("resnet18")._transform_obj()}]:
+        before = count_image_forwards["samples"]
+        out = clone(f).set_params(**params).fit([]).transform(small_images[:2])
+        assert count_image_forwards["samples"] == before + 2, params
+        ref = clone(f).set_params(cache=None, **params).fit([]).transform(small_images[:2])
+        assert np.array_equal(out, ref)
+
+
+def test_duplicates_are_computed_once_and_order_is_kept(tmp_path, small_images, count_image_forwards):
+    f = ImageFeaturizer("timm:test_resnet", weights=None, cache=str(tmp_path / "c")).fit([])
+    X = [small_images[3], small_images[1], small_images[3], small_images[1], small_images[0]]
+    out = f.transform(X)
+    assert count_image_forwards["samples"] == 3
+    ref = clone(f).set_params(cache=None).fit([]).transform(X)
+    assert np.array_equal(out, ref)
+
+
+def test_all_hits_never_load_the_backbone(tmp_path, small_images):
+    from skfeaturize import _torch
+
+    f = ImageFeaturizer("resnet18", weights=None, cache=str(tmp_path / "c")).fit([])
+    X = f.transform(small_images[:3])
+    _torch.clear_model_registry()
+    g = pickle.loads(pickle.dumps(clone(f).fit([])))
+    np.testing.assert_array_equal(g.transform(small_images[:3]), X)
+    assert not _torch._REGISTRY
+    assert len(g.get_feature_names_out()) == 512 and not _torch._REGISTRY
+
+
+def test_file_content_is_the_key_not_the_path(tmp_path, image_files, count_image_forwards):
+    import shutil
+
+    f = ImageFeaturizer("timm:test_resnet", weights=None, cache=str(tmp_path / "c")).fit([])
+    a = f.transform(image_files[:4])
+    copies = []
+    for p in image_files[:4]:
+        copies.append(str(tmp_path / ("renamed_" + p.split("/")[-1])))
+        shutil.copy(p, copies[-1])
+    n = count_image_forwards["samples"]
+    assert np.array_equal(f.transform(copies), a)
+    assert count_image_forwards["samples"] == n
+    with open(copies[0], "r+b") as fh:  # change the content: a miss
+        fh.seek(-10, 2)
+        fh.write(b"\x00" * 4)
+    f.transform(copies[:1])
+    assert count_image_forwards["samples"] == n + 1
+
+
+def test_precompute_requires_a_cache(small_images):
+    with pytest.raises(ValueError, match="precompute\\(\\) stores features in the cache, but cache=None"):
+        ImageFeaturizer("timm:test_resnet", weights=None).precompute(small_images, layers=[1, 2])
+
+
+def test_cache_param_survives_clone_and_pickle(tmp_path, small_images):
+    f = ImageFeaturizer("timm:test_resnet", weights=None, cache=str(tmp_path / "c")).fit([])
+    out = f.transform(small_images[:2])
+    g = pickle.loads(pickle.dumps(f))
+    assert g.cache == f.cache and "_rt_cache" not in g.__dict__
+    np.testing.assert_array_equal(g.transform(small_images[:2]), out)
+    assert clone(f).get_params()["cache"] == str(tmp_path / "c")
