@@ -174,6 +174,8 @@ class WordVectorFeaturizer(BaseFeaturizer):
             return sample
         if isinstance(sample, (list, tuple, np.ndarray)):
             tokens = list(sample)
+            if set(map(type, tokens)) <= {str}:
+                return tokens
             for j, t in enumerate(tokens):
                 if not isinstance(t, str):
                     raise InvalidSampleError(
@@ -486,8 +488,11 @@ class WordVectorFeaturizer(BaseFeaturizer):
                 out[nonempty] = np.maximum.reduceat(tok_vecs, starts, axis=0)
             return out, share.astype(np.float32)
         weights = self._type_weights(uniques)[codes] if pooling in ("tfidf", "sif") else np.ones(len(codes))
-        W = sp.csr_matrix((weights[kept], (doc_of[kept], tok_col[kept])), shape=(n, emb.shape[0]),
-                          dtype=np.float64)
+        # tokens are already in document order: build the CSR arrays directly (duplicate columns within a
+        # row are allowed and summed by the product), no COO sort
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(doc_of[kept], minlength=n), out=indptr[1:])
+        W = sp.csr_matrix((weights[kept].astype(np.float64), tok_col[kept], indptr), shape=(n, emb.shape[0]))
         out = np.asarray(W @ emb.astype(np.float64))
         if pooling != "sum":
             denom = np.asarray(W.sum(axis=1)).ravel()
