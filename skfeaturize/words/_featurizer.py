@@ -1,0 +1,509 @@
+"""WordVectorFeaturizer: pretrained word vectors (word2vec, GloVe, fastText) pooled into document vectors.
+
+Document vectors come from one sparse product: a CSR ``(documents × used words)`` matrix of token weights
+times the embedding rows of the words the batch uses; ``max`` is a segment maximum over token rows
+(``np.maximum.reduceat``). Tokenization is the only per-document Python step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from itertools import chain
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..base import BaseFeaturizer
+from ..exceptions import InvalidSampleError
+from . import _tokenize
+from ._vectors import VectorTable, load_table, table_name
+
+POOLINGS = ("mean", "sum", "max", "tfidf", "sif")
+OOV_POLICIES = ("ignore", "zero", "unk", "hash", "subword", "learn", "error")
+_NEEDS_DATA = {"tfidf", "sif"}
+_OOV_NEEDS_DATA = {"unk", "learn"}
+N_OOV_REPORTED = 20
+
+
+def stable_hash(token: str, seed: int) -> int:
+    """A 64-bit hash of ``token`` that is the same in every process (Python's ``hash`` is salted)."""
+    digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8, key=str(int(seed)).encode()).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _array_digest(*arrays) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class WordVectorFeaturizer(BaseFeaturizer):
+    """Document features from pretrained word vectors, as a scikit-learn transformer.
+
+    Parameters
+    ----------
+    vectors : str, path, gensim KeyedVectors/FastText/Word2Vec, or ndarray, default="glove-wiki-gigaword-100"
+        The word-vector table: a gensim-data name (loaded with ``gensim.downloader``, needs the internet
+        once), a local file (word2vec text/binary, GloVe text, fastText ``.bin`` with subwords or ``.vec``,
+        or an ``.npy`` matrix memory-mapped with its word list), or a gensim object. Tables given by name
+        or path are loaded once per process and are *not* part of a clone's or a pickle's state; a gensim
+        object (or an array) is a parameter and pickles with the estimator.
+    words : list, str, path or None, default=None
+        The word list of an ``.npy``/array table (list, or ``.txt`` one word per line, ``.parquet``/``.csv``
+        column). ``None``: found next to the ``.npy`` file.
+    tokenizer : "default", "whitespace" or callable, default="default"
+        See :mod:`skfeaturize.words._tokenize`: NFC normalisation, word-character runs including
+        one-character words, English clitics split GloVe-style (``"don't" → "do", "n't"``).
+        Pre-tokenized samples (lists of tokens) skip the tokenizer (they are still NFC-normalised and
+        lowercased when ``lowercase=True``).
+    lowercase : bool, default=True
+    pooling : {"mean", "sum", "max", "tfidf", "sif"}, default="mean"
+        ``tfidf``: idf-weighted mean, idf fitted on the training texts (smooth idf as scikit-learn's
+        ``TfidfVectorizer``; a word unseen in fit gets the largest idf). ``sif``: smooth inverse frequency
+        weights ``sif_a / (sif_a + p(w))`` with ``p(w)`` the word's relative frequency in the training
+        corpus (an unseen word counts as seen once), then removal of the first principal component of the
+        training documents' vectors (Arora et al., 2017).
+    oov : {"ignore", "zero", "unk", "hash", "subword", "learn", "error"}, default="ignore"
+        What an out-of-vocabulary token contributes (see the words guide for when to use which):
+        ``ignore`` drops it; ``zero`` counts it as a zero vector (it dilutes the mean); ``unk`` uses one
+        fitted vector, the frequency-weighted mean of the training corpus' in-vocabulary vectors
+        (``unk_vector_``); ``hash`` maps it by a stable hash to one of ``hash_buckets`` deterministic random
+        vectors (scale of the table), so different unknown words stay different; ``subword`` builds its
+        vector from fastText character n-grams (fastText tables only); ``learn`` trains vectors for the
+        training corpus' OOV words with gensim ``Word2Vec`` in ``fit``, pretrained vectors frozen (other
+        unknown words at transform are dropped); ``error`` raises, naming the sample and its OOV tokens.
+        A document with no usable token gives a zero vector (never NaN).
+    hash_buckets : int, default=4096
+    learn_epochs : int, default=20
+        Training epochs over the fit corpus for ``oov="learn"``.
+    sif_a : float, default=1e-3
+    oov_feature : bool, default=False
+        Append one column with each document's share of OOV tokens (relative to the pretrained table;
+        0 for a document without tokens), named ``{table}__words__oov_share``.
+    random_state : int, default=0
+        Seed of the ``hash`` vectors and of ``learn``'s Word2Vec.
+    cache : None, str, path or EmbeddingCache, default=None
+        Per-document embedding cache (keys: NFC text or token list; namespace: table, tokenizer,
+        parameters and a hash of the fitted state).
+
+    Attributes
+    ----------
+    vocabulary_size_ : int
+        Words in the pretrained table.
+    n_features_out_ : int
+    vectors_name_ : str
+    oov_rate_ : float or None
+        Share of the fit corpus' tokens missing from the pretrained table (``None`` after ``fit(None)``).
+    oov_tokens_ : list of (str, int)
+        The most frequent OOV tokens of the fit corpus with their counts.
+    n_empty_documents_ : int or None
+        Fit documents that got a zero vector (no usable token under the ``oov`` policy).
+    vocabulary_, idf_ : dict, ndarray
+        Fit-corpus words and their idf (``tfidf``); ``word_prob_`` (``sif``): their relative frequency.
+    sif_component_ : ndarray of shape (dim,)
+        First principal component removed by ``sif``.
+    unk_vector_ : ndarray (``unk``); hash_scale_ : float (``hash``);
+    learned_words_, learned_vectors_ : list, ndarray (``learn``)
+    """
+
+    _input_what = "texts"
+
+    _parameter_constraints: dict = {
+        "vectors": "no_validation",
+        "words": [list, tuple, str, os.PathLike, np.ndarray, None],
+        "tokenizer": [StrOptions({"default", "whitespace"}), callable],
+        "lowercase": ["boolean"],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "oov": [StrOptions(set(OOV_POLICIES))],
+        "hash_buckets": [Interval(Integral, 1, None, closed="left")],
+        "learn_epochs": [Interval(Integral, 1, None, closed="left")],
+        "sif_a": [Interval(Real, 0, None, closed="neither")],
+        "oov_feature": ["boolean"],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "cache": "no_validation",
+    }
+
+    def __init__(self, vectors="glove-wiki-gigaword-100", *, words=None, tokenizer="default", lowercase=True,
+                 pooling="mean", oov="ignore", hash_buckets=4096, learn_epochs=20, sif_a=1e-3,
+                 oov_feature=False, random_state=0, cache=None):
+        self.vectors = vectors
+        self.words = words
+        self.tokenizer = tokenizer
+        self.lowercase = lowercase
+        self.pooling = pooling
+        self.oov = oov
+        self.hash_buckets = hash_buckets
+        self.learn_epochs = learn_epochs
+        self.sif_a = sif_a
+        self.oov_feature = oov_feature
+        self.random_state = random_state
+        self.cache = cache
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+    # -- table -----------------------------------------------------------------------------------------
+    def _table(self) -> VectorTable:
+        memo = self.__dict__.get("_rt_table")
+        if memo is not None and memo[0] is self.vectors and memo[1] is self.words:
+            return memo[2]
+        table = load_table(self.vectors, self.words)
+        self._rt_table = (self.vectors, self.words, table)
+        return table
+
+    def _tokenize(self, samples: list) -> list[list[str]]:
+        return _tokenize.tokenize_documents(samples, _tokenize.resolve_tokenizer(self.tokenizer),
+                                            self.lowercase)
+
+    # -- input -----------------------------------------------------------------------------------------
+    def _check_sample(self, index: int, sample):
+        sample = super()._check_sample(index, sample)
+        if isinstance(sample, str):
+            return sample
+        if isinstance(sample, (list, tuple, np.ndarray)):
+            tokens = list(sample)
+            if set(map(type, tokens)) <= {str}:
+                return tokens
+            for j, t in enumerate(tokens):
+                if not isinstance(t, str):
+                    raise InvalidSampleError(
+                        f"Sample {index}: token {j} is {type(t).__name__} {t!r}, not str; a pre-tokenized "
+                        "sample must be a list of strings.", index=index)
+            return tokens
+        if isinstance(sample, bytes):
+            raise InvalidSampleError(f"Sample {index} is bytes; decode it to str first (e.g. "
+                                     "b.decode('utf-8', errors='replace')).", index=index)
+        raise InvalidSampleError(f"Sample {index} is {type(sample).__name__} {sample!r}; expected a str or a "
+                                 "list of str tokens.", index=index)
+
+    def _sample_key(self, index, sample) -> str:
+        from ..cache._keys import hash_text, hash_tokens
+
+        return hash_text(sample) if isinstance(sample, str) else hash_tokens(sample)
+
+    # -- fit -------------------------------------------------------------------------------------------
+    def _fit_state(self, X, y) -> None:
+        _tokenize.resolve_tokenizer(self.tokenizer)
+        table = self._table()
+        if self.oov == "subword" and table.subword_kv is None:
+            raise ValueError(
+                f"oov='subword' needs fastText vectors with character n-grams, but vectors={self._label()!r} "
+                "has none. Use a fastText .bin file (or gensim FastText model), or another oov policy "
+                "('hash' keeps unknown words apart without subwords).")
+        needs = (self.pooling in _NEEDS_DATA and self.pooling) or (self.oov in _OOV_NEEDS_DATA and self.oov)
+        for name in ("vocabulary_", "idf_", "word_prob_", "sif_component_", "unk_vector_", "hash_scale_",
+                     "learned_words_", "learned_vectors_"):
+            self.__dict__.pop(name, None)
+        for name in list(self.__dict__):
+            if name.startswith("_rt_fit"):
+                del self.__dict__[name]
+        self.vectors_name_ = table.name
+        self.vectors_identity_ = table.identity
+        self.vocabulary_size_ = len(table)
+        self.dim_ = table.dim
+        self.n_features_out_ = table.dim + int(bool(self.oov_feature))
+        self.oov_rate_, self.oov_tokens_, self.n_empty_documents_ = None, [], None
+        self.n_fit_documents_, self.n_fit_tokens_ = 0, 0
+        if self.oov == "hash":
+            self.hash_scale_ = table.std()
+        if X is None:
+            if needs:
+                raise ValueError(f"{'pooling' if needs in _NEEDS_DATA else 'oov'}={needs!r} is fitted on the "
+                                 "training texts; call fit(X) with the texts, not fit(None).")
+            self._finish_fit()
+            return
+        samples = self._check_input(X)
+        if not samples:
+            raise ValueError("fit(X) got no documents; pass the training texts.")
+        docs = self._tokenize(samples)
+        flat = list(chain.from_iterable(docs))
+        import pandas as pd
+
+        codes, uniques = pd.factorize(pd.Series(flat, dtype=object)) if flat else (np.zeros(0, np.int64), [])
+        uniques = list(uniques)
+        counts = np.bincount(codes, minlength=len(uniques)) if flat else np.zeros(0, np.int64)
+        rows = table.lookup(uniques)
+        oov_mask = rows < 0
+        n_tokens = int(counts.sum())
+        self.n_fit_documents_, self.n_fit_tokens_ = len(docs), n_tokens
+        self.oov_rate_ = float(counts[oov_mask].sum() / n_tokens) if n_tokens else 0.0
+        oov_counts = Counter({uniques[i]: int(counts[i]) for i in np.flatnonzero(oov_mask)})
+        self.oov_tokens_ = oov_counts.most_common(N_OOV_REPORTED)
+        if self.pooling in ("tfidf", "sif"):
+            self.vocabulary_ = {w: i for i, w in enumerate(uniques)}
+            if self.pooling == "tfidf":
+                lengths = np.fromiter((len(d) for d in docs), np.int64, len(docs))
+                doc_of = np.repeat(np.arange(len(docs)), lengths)
+                pairs = np.unique(doc_of * max(len(uniques), 1) + codes)
+                df = np.bincount(pairs % max(len(uniques), 1), minlength=len(uniques))
+                self.idf_ = np.log((1 + len(docs)) / (1 + df)) + 1.0
+            else:
+                self.word_prob_ = counts / max(n_tokens, 1)
+        if self.oov == "unk":
+            known = ~oov_mask
+            if not known.any():
+                raise ValueError("oov='unk' sets the unknown-word vector to the mean of the training corpus' "
+                                 "in-vocabulary vectors, but no training token is in the table; check the "
+                                 "tokenizer/lowercase settings or use oov='hash'.")
+            vecs = table.rows(rows[known]).astype(np.float64)
+            w = counts[known].astype(np.float64)
+            self.unk_vector_ = (w[:, None] * vecs).sum(0) / w.sum()
+            self.unk_vector_ = self.unk_vector_.astype(np.float32)
+        if self.oov == "learn":
+            from ..backends import gensim as gensim_backend
+
+            oov_words = [uniques[i] for i in np.flatnonzero(oov_mask)]
+            learned_words, learned = gensim_backend.train_oov_vectors(
+                [d for d in docs if d], table, oov_words, epochs=self.learn_epochs, seed=self.random_state)
+            self.learned_words_ = learned_words
+            self.learned_vectors_ = learned
+        if self.pooling == "sif":
+            self.sif_component_ = np.zeros(table.dim, np.float32)
+            pre = self._pool(docs, list(range(len(docs))), table)[0]
+            nonzero = np.abs(pre).sum(1) > 0
+            if nonzero.any():
+                _, _, vt = np.linalg.svd(pre[nonzero].astype(np.float64), full_matrices=False)
+                comp = vt[0]
+                comp = comp * np.sign(comp[np.argmax(np.abs(comp))])  # deterministic sign
+                self.sif_component_ = comp.astype(np.float32)
+        vectors_out = self._pool(docs, list(range(len(docs))), table)[0]
+        self.n_empty_documents_ = int((np.abs(vectors_out).sum(1) == 0).sum())
+        self._finish_fit()
+
+    def _finish_fit(self) -> None:
+        state = [getattr(self, n, None) for n in ("idf_", "word_prob_", "sif_component_", "unk_vector_",
+                                                  "learned_vectors_")]
+        words = getattr(self, "vocabulary_", None)
+        learned_words = getattr(self, "learned_words_", None)
+        extra = "\n".join(words) if words else ""
+        extra += "\x1e" + ("\n".join(learned_words) if learned_words else "")
+        extra += "\x1e" + repr(getattr(self, "hash_scale_", None))
+        self.fitted_state_hash_ = _array_digest(*state) + ":" + hashlib.blake2b(
+            extra.encode("utf-8"), digest_size=16).hexdigest()
+        self.fitted_ = True
+
+    # -- requests / names --------------------------------------------------------------------------------
+    def _layer_list(self) -> list:
+        return ["words"]
+
+    def _requests(self) -> list:
+        reqs = [("words", self.pooling)]
+        if self.oov_feature:
+            reqs.append(("words", "oov_share"))
+        return reqs
+
+    def _resolve_requests(self, layers, poolings) -> list:
+        for layer in layers:
+            if layer not in (None, "words"):
+                raise ValueError(f"layer={layer!r}: WordVectorFeaturizer has one layer, 'words'.")
+        for p in poolings:
+            if p not in POOLINGS:
+                raise ValueError(f"pooling={p!r} is not one of {sorted(POOLINGS)}.")
+            if p in _NEEDS_DATA and p != self.pooling:
+                raise ValueError(f"pooling={p!r} needs state fitted with pooling={p!r}; it cannot be "
+                                 f"precomputed by a featurizer fitted with pooling={self.pooling!r}.")
+        return [("words", p) for p in poolings]
+
+    def get_feature_names_out(self, input_features=None):
+        """``{table}__words__{pooling}_{i}``, then ``{table}__words__oov_share`` when ``oov_feature``."""
+        names = super().get_feature_names_out(input_features)
+        if self.oov_feature:
+            names[-1] = f"{self._feature_prefix()}__words__oov_share"
+        return names
+
+    def _feature_prefix(self) -> str:
+        return getattr(self, "vectors_name_", None) or table_name(self.vectors)
+
+    def _label(self) -> str:
+        return self.vectors if isinstance(self.vectors, str) else type(self.vectors).__name__
+
+    def _fingerprint(self) -> dict:
+        return {
+            "vectors": self.vectors_identity_,
+            "tokenizer": _tokenize.tokenizer_identity(self.tokenizer),
+            "lowercase": bool(self.lowercase),
+            "oov": self.oov,
+            "hash_buckets": int(self.hash_buckets) if self.oov == "hash" else None,
+            "random_state": int(self.random_state) if self.oov in ("hash", "learn") else None,
+            "learn_epochs": int(self.learn_epochs) if self.oov == "learn" else None,
+            "sif_a": float(self.sif_a) if self.pooling == "sif" else None,
+            "fitted_state": self.fitted_state_hash_,
+        }
+
+    def _probe_widths(self, requests) -> dict:
+        return {r: (1 if r[1] == "oov_share" else self.dim_) for r in requests}
+
+    # -- compute -----------------------------------------------------------------------------------------
+    def _compute(self, samples, requests, indices) -> dict:
+        table = self._table()
+        docs = self._tokenize(samples)
+        poolings = [p for _, p in requests if p != "oov_share"]
+        out = {}
+        share = None
+        for p in dict.fromkeys(poolings):
+            vecs, share = self._pool(docs, indices, table, pooling=p)
+            out[("words", p)] = vecs
+        if any(p == "oov_share" for _, p in requests):
+            if share is None:
+                share = self._pool(docs, indices, table, pooling="sum", share_only=True)[1]
+            out[("words", "oov_share")] = share[:, None].astype(np.float32)
+        return out
+
+    def _fit_lookup(self, name: str, words: list) -> np.ndarray:
+        """Positions of ``words`` in a fitted word list (``learned_words_``), -1 if absent."""
+        import pandas as pd
+
+        key = "_rt_fit_index_" + name
+        memo = self.__dict__.get(key)
+        source = getattr(self, name)
+        if memo is None or memo[0] is not source:
+            memo = (source, pd.Index(list(source)))
+            self.__dict__[key] = memo
+        if not words:
+            return np.zeros(0, np.int64)
+        return memo[1].get_indexer(words).astype(np.int64)
+
+    def _hash_matrix(self) -> np.ndarray:
+        key = (int(self.hash_buckets), int(self.random_state), float(self.hash_scale_), self.dim_)
+        memo = self.__dict__.get("_rt_hash")
+        if memo is None or memo[0] != key:
+            rng = np.random.default_rng(int(self.random_state))
+            mat = (rng.standard_normal((int(self.hash_buckets), self.dim_)) * self.hash_scale_)
+            memo = (key, mat.astype(np.float32))
+            self._rt_hash = memo
+        return memo[1]
+
+    def _type_weights(self, uniques: list) -> np.ndarray:
+        pooling = self.pooling
+        if pooling == "tfidf":
+            pos = self._vocab_positions(uniques)
+            max_idf = np.log(1 + self.n_fit_documents_) + 1.0  # smooth idf of a word in no document
+            return np.where(pos >= 0, self.idf_[np.maximum(pos, 0)], max_idf)
+        if pooling == "sif":
+            pos = self._vocab_positions(uniques)
+            floor = 1.0 / max(self.n_fit_tokens_, 1)  # an unseen word counts as seen once
+            p = np.where(pos >= 0, self.word_prob_[np.maximum(pos, 0)], floor)
+            return self.sif_a / (self.sif_a + p)
+        return np.ones(len(uniques))
+
+    def _vocab_positions(self, words: list) -> np.ndarray:
+        import pandas as pd
+
+        memo = self.__dict__.get("_rt_fit_vocab")
+        if memo is None or memo[0] is not self.vocabulary_:
+            memo = (self.vocabulary_, pd.Index(list(self.vocabulary_)))
+            self._rt_fit_vocab = memo
+        return memo[1].get_indexer(words).astype(np.int64) if words else np.zeros(0, np.int64)
+
+    def _pool(self, docs: list[list[str]], indices: list, table: VectorTable, pooling: str | None = None,
+              share_only: bool = False):
+        """Document vectors for ``docs`` with the fitted state and OOV policy, and each document's OOV share.
+
+        One CSR (documents × used words) weight matrix times the used embedding rows; ``max`` is a segment
+        maximum over token rows."""
+        import pandas as pd
+        import scipy.sparse as sp
+
+        pooling = pooling or self.pooling
+        n = len(docs)
+        dim = table.dim
+        lengths = np.fromiter((len(d) for d in docs), np.int64, n)
+        flat = list(chain.from_iterable(docs))
+        if not flat:
+            return np.zeros((n, dim), np.float32), np.zeros(n, np.float32)
+        codes, uniques = pd.factorize(pd.Series(flat, dtype=object))
+        uniques = list(uniques)
+        codes = codes.astype(np.int64)
+        doc_of = np.repeat(np.arange(n), lengths)
+        rows = table.lookup(uniques)
+        oov_type = rows < 0
+        oov_tok = oov_type[codes]
+        share = np.bincount(doc_of, weights=oov_tok, minlength=n) / np.maximum(lengths, 1)
+        if share_only:
+            return None, share.astype(np.float32)
+        if self.oov == "error" and oov_tok.any():
+            first = int(doc_of[np.flatnonzero(oov_tok)[0]])
+            oov_set = {uniques[i] for i in np.flatnonzero(oov_type)}
+            bad = list(dict.fromkeys(t for t in docs[first] if t in oov_set))
+            raise InvalidSampleError(
+                f"Sample {indices[first]}: out-of-vocabulary tokens {bad[:10]!r} (oov='error'). Use another "
+                "oov policy ('ignore', 'hash', 'subword', 'learn', ...) or fix the tokenization.",
+                index=indices[first])
+        # per word type: a column of the local embedding matrix, or -1 when the token is dropped
+        col = np.full(len(uniques), -1, np.int64)
+        known_idx = np.flatnonzero(~oov_type)
+        col[known_idx] = np.arange(known_idx.size)
+        blocks = [table.rows(rows[known_idx])]
+        next_col = known_idx.size
+        oov_idx = np.flatnonzero(oov_type)
+        oov_words = [uniques[i] for i in oov_idx]
+        extra = None
+        if oov_idx.size:
+            if self.oov == "zero":
+                extra, take = np.zeros((1, dim), np.float32), np.zeros(oov_idx.size, np.int64)
+            elif self.oov == "unk":
+                extra, take = self.unk_vector_[None, :], np.zeros(oov_idx.size, np.int64)
+            elif self.oov == "hash":
+                buckets = np.fromiter((stable_hash(w, self.random_state) % self.hash_buckets
+                                       for w in oov_words), np.int64, len(oov_words))
+                used, take = np.unique(buckets, return_inverse=True)
+                extra = self._hash_matrix()[used]
+            elif self.oov == "subword":
+                from ..backends import gensim as gensim_backend
+
+                extra = gensim_backend.subword_vectors(table.subword_kv, oov_words)
+                take = np.arange(oov_idx.size)
+            elif self.oov == "learn":
+                pos = self._fit_lookup("learned_words_", oov_words)
+                keep = pos >= 0
+                oov_idx, take = oov_idx[keep], np.arange(int(keep.sum()))
+                extra = self.learned_vectors_[pos[keep]]
+            else:  # ignore
+                take = None
+            if take is not None and extra is not None:
+                col[oov_idx] = next_col + take
+                blocks.append(np.asarray(extra, np.float32))
+        emb = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+        tok_col = col[codes]
+        kept = tok_col >= 0
+        if pooling == "max":
+            tok_vecs = emb[tok_col[kept]]
+            kept_len = np.bincount(doc_of[kept], minlength=n)
+            out = np.zeros((n, dim), np.float32)
+            nonempty = np.flatnonzero(kept_len > 0)
+            if nonempty.size:
+                starts = np.concatenate([[0], np.cumsum(kept_len)[:-1]])[nonempty]
+                out[nonempty] = np.maximum.reduceat(tok_vecs, starts, axis=0)
+            return out, share.astype(np.float32)
+        weights = self._type_weights(uniques)[codes] if pooling in ("tfidf", "sif") else np.ones(len(codes))
+        # tokens are already in document order: build the CSR arrays directly (duplicate columns within a
+        # row are allowed and summed by the product), no COO sort
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(doc_of[kept], minlength=n), out=indptr[1:])
+        W = sp.csr_matrix((weights[kept].astype(np.float64), tok_col[kept], indptr), shape=(n, emb.shape[0]))
+        out = np.asarray(W @ emb.astype(np.float64))
+        if pooling != "sum":
+            denom = np.asarray(W.sum(axis=1)).ravel()
+            out = np.divide(out, denom[:, None], out=np.zeros_like(out), where=denom[:, None] > 0)
+        if pooling == "sif" and getattr(self, "sif_component_", None) is not None:
+            u = self.sif_component_.astype(np.float64)
+            out = out - np.outer(out @ u, u)
+        return out.astype(np.float32), share.astype(np.float32)
+
+    def list_layers(self):
+        """The featurizer's single layer, ``words``, with its output width."""
+        import pandas as pd
+
+        return pd.DataFrame([{"name": "words", "index": 0, "shape": (self._table().dim,), "kind": "vector"}])
