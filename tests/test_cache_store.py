@@ -350,6 +350,30 @@ def test_max_bytes_evicts_least_recently_read_first(tmp_path):
     assert cache.size_bytes() <= 10 * entry and len(cache) == 10
 
 
+def _hit_log_rows(cache: EmbeddingCache) -> int:
+    with sqlite3.connect(cache.db_path) as raw:
+        return raw.execute("SELECT COUNT(*) FROM hits").fetchone()[0]
+
+
+def test_hit_log_is_written_only_when_bounded_and_stays_bounded(tmp_path, monkeypatch):
+    unbounded = EmbeddingCache(tmp_path)
+    unbounded.put_many(NS, _keys_for(20), _vectors(20, 8))
+    unbounded.get_many(NS, _keys_for(20))
+    assert _hit_log_rows(unbounded) == 0  # reads of an unbounded cache write nothing
+    monkeypatch.setattr(_store, "FOLD_HITS", 50)
+    bounded = EmbeddingCache(tmp_path, max_bytes=10**6)
+    for _ in range(3):
+        bounded.get_many(NS, _keys_for(20))
+    assert _hit_log_rows(bounded) == 60
+    with sqlite3.connect(bounded.db_path) as raw:
+        before = dict(raw.execute("SELECT key, last_access FROM entries"))
+    bounded.put_many(NS, ["new"], _vectors(1, 8))  # under the bound, but the log is long: folded
+    assert _hit_log_rows(bounded) == 0
+    with sqlite3.connect(bounded.db_path) as raw:
+        after = dict(raw.execute("SELECT key, last_access FROM entries"))
+    assert all(after[k] >= before[k] for k in before) and any(after[k] > before[k] for k in before)
+
+
 def test_put_many_validates_its_input(tmp_path):
     cache = EmbeddingCache(tmp_path)
     with pytest.raises(CacheError, match=r"shape \(len\(keys\), dim\) = \(2, dim>0\), got shape \(8,\)"):
