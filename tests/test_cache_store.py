@@ -195,6 +195,36 @@ def test_four_processes_write_and_read_concurrently(tmp_path):
     assert cache.size_bytes() == 1201 * 64 * 4
 
 
+def _count_entries_and_exit(cache: EmbeddingCache) -> None:
+    os._exit(0 if len(cache) == 1 else 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+def test_fork_while_another_thread_holds_the_lock(tmp_path):
+    import threading
+
+    cache = EmbeddingCache(tmp_path)
+    cache.put_many(NS, ["a"], np.ones((1, 4), np.float32))
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with cache._locked():
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        child = mp.get_context("fork").Process(target=_count_entries_and_exit, args=(cache,))
+        child.start()
+        child.join(20)
+        assert child.exitcode == 0  # the child got its own lock and connection instead of hanging
+    finally:
+        release.set()
+        t.join()
+
+
 # ---------------------------------------------------------------------------------------------- crash
 _WRITER = """
 import sys, numpy as np

@@ -16,7 +16,7 @@ On-disk format (schema version 1), in ``<folder>/embeddings.sqlite``:
 ``hits(entry, t)``
     append-only log of reads (entry rowid, time), written only while a ``max_bytes`` is set and folded into
     ``entries.last_access`` when eviction needs it. Updating ``last_access`` in place on every hit would
-    rewrite one random 64 KiB page per hit (reads measured 7x slower); appending to the log dirties one page
+    rewrite one random 64 KiB page per hit (reads measured ~10x slower); appending to the log dirties one page
     per ``get_many`` call.
 ``stats(id, count, nbytes)``
     one row kept exact by triggers, so ``len()``, ``size_bytes()`` and the ``max_bytes`` check are O(1).
@@ -258,12 +258,18 @@ class EmbeddingCache:
         """The SQLite file inside the cache folder."""
         return os.path.join(self.path, DB_NAME)
 
-    def _connection(self) -> sqlite3.Connection:
-        pid = os.getpid()
-        if self._pid != pid:  # first use, or first use in a forked child
+    def _locked(self) -> threading.RLock:
+        """This process's lock. Checked before locking: a lock held by a parent's thread at fork() time would
+        stay held forever in the child."""
+        if self._pid != os.getpid():  # first use, or first use in a forked child
             if self._conn is not None:
                 _ABANDONED.append(self._conn)
-            self._conn, self._pid, self._lock = None, pid, threading.RLock()
+            self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
+        return self._lock
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection, opened on first use; call with ``self._locked()`` held."""
+        self._locked()
         if self._conn is None:
             self._conn = self._open()
         return self._conn
@@ -348,7 +354,7 @@ class EmbeddingCache:
 
     def close(self) -> None:
         """Close this process's connection (it reopens on next use)."""
-        with self._lock:
+        with self._locked():
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
@@ -384,7 +390,7 @@ class EmbeddingCache:
         hit_rows: list[int] = []
         corrupt: list[tuple[int, int, str]] = []
         now = time.time()
-        with self._lock:
+        with self._locked():
             conn = self._connection()
             for chunk in _chunks(list(dict.fromkeys(keys))):
                 rows = conn.execute(
@@ -458,7 +464,7 @@ class EmbeddingCache:
 
     def dim(self, namespace: str) -> int | None:
         """The vector length registered for ``namespace``, or ``None`` if it was never written."""
-        with self._lock:
+        with self._locked():
             row = self._connection().execute(
                 "SELECT dim FROM namespaces WHERE namespace = ?", (namespace,)
             ).fetchone()
@@ -519,7 +525,7 @@ class EmbeddingCache:
             blob = row.tobytes()
             checksum = _checksum(namespace, key, dim, code, blob)
             rows.append((namespace, key, dim, code, checksum, len(blob), now, blob))
-        with self._lock:
+        with self._locked():
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -587,12 +593,12 @@ class EmbeddingCache:
     # ------------------------------------------------------------------ housekeeping
     def __len__(self) -> int:
         """Number of entries, all namespaces together."""
-        with self._lock:
+        with self._locked():
             return int(self._connection().execute("SELECT count FROM stats WHERE id = 0").fetchone()[0])
 
     def size_bytes(self) -> int:
         """Bytes of vector data stored (what ``max_bytes`` bounds); the file adds ~5-10 % of overhead."""
-        with self._lock:
+        with self._locked():
             return int(self._connection().execute("SELECT nbytes FROM stats WHERE id = 0").fetchone()[0])
 
     def namespaces(self) -> list[dict[str, Any]]:
@@ -600,7 +606,7 @@ class EmbeddingCache:
 
         Keys: ``namespace``, ``description`` (dict), ``dim``, ``count``, ``bytes`` (of vectors), ``created``.
         """
-        with self._lock:
+        with self._locked():
             rows = self._connection().execute(
                 "SELECT n.namespace, n.description, n.dim, n.created, "
                 "       COUNT(e.rowid), COALESCE(SUM(e.nbytes), 0) "
@@ -640,7 +646,7 @@ class EmbeddingCache:
         return self._delete_namespaces(chosen) if chosen else 0
 
     def _delete_namespaces(self, names: list[str] | None) -> int:
-        with self._lock:
+        with self._locked():
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -662,7 +668,7 @@ class EmbeddingCache:
 
     def vacuum(self) -> None:
         """Give free pages back to the filesystem (after evictions) and truncate the WAL."""
-        with self._lock:
+        with self._locked():
             conn = self._connection()
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
