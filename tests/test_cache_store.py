@@ -195,6 +195,36 @@ def test_four_processes_write_and_read_concurrently(tmp_path):
     assert cache.size_bytes() == 1201 * 64 * 4
 
 
+def _count_entries_and_exit(cache: EmbeddingCache) -> None:
+    os._exit(0 if len(cache) == 1 else 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+def test_fork_while_another_thread_holds_the_lock(tmp_path):
+    import threading
+
+    cache = EmbeddingCache(tmp_path)
+    cache.put_many(NS, ["a"], np.ones((1, 4), np.float32))
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with cache._locked():
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        child = mp.get_context("fork").Process(target=_count_entries_and_exit, args=(cache,))
+        child.start()
+        child.join(20)
+        assert child.exitcode == 0  # the child got its own lock and connection instead of hanging
+    finally:
+        release.set()
+        t.join()
+
+
 # ---------------------------------------------------------------------------------------------- crash
 _WRITER = """
 import sys, numpy as np
@@ -348,6 +378,30 @@ def test_max_bytes_evicts_least_recently_read_first(tmp_path):
     # a batch larger than the bound keeps only what fits
     cache.put_many("big", _keys_for(30, "b"), _vectors(30, dim))
     assert cache.size_bytes() <= 10 * entry and len(cache) == 10
+
+
+def _hit_log_rows(cache: EmbeddingCache) -> int:
+    with sqlite3.connect(cache.db_path) as raw:
+        return raw.execute("SELECT COUNT(*) FROM hits").fetchone()[0]
+
+
+def test_hit_log_is_written_only_when_bounded_and_stays_bounded(tmp_path, monkeypatch):
+    unbounded = EmbeddingCache(tmp_path)
+    unbounded.put_many(NS, _keys_for(20), _vectors(20, 8))
+    unbounded.get_many(NS, _keys_for(20))
+    assert _hit_log_rows(unbounded) == 0  # reads of an unbounded cache write nothing
+    monkeypatch.setattr(_store, "FOLD_HITS", 50)
+    bounded = EmbeddingCache(tmp_path, max_bytes=10**6)
+    for _ in range(3):
+        bounded.get_many(NS, _keys_for(20))
+    assert _hit_log_rows(bounded) == 60
+    with sqlite3.connect(bounded.db_path) as raw:
+        before = dict(raw.execute("SELECT key, last_access FROM entries"))
+    bounded.put_many(NS, ["new"], _vectors(1, 8))  # under the bound, but the log is long: folded
+    assert _hit_log_rows(bounded) == 0
+    with sqlite3.connect(bounded.db_path) as raw:
+        after = dict(raw.execute("SELECT key, last_access FROM entries"))
+    assert all(after[k] >= before[k] for k in before) and any(after[k] > before[k] for k in before)
 
 
 def test_put_many_validates_its_input(tmp_path):
