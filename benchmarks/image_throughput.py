@@ -25,7 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import best_of, print_table, save  # noqa: E402
 
 from skfeaturize import ImageFeaturizer  # noqa: E402
-from skfeaturize.image._io import load_image  # noqa: E402
 
 
 def make_images(n: int) -> list[np.ndarray]:
@@ -92,10 +91,10 @@ def main(argv=None):
 
     rows = []
     for workload, samples, workers in [("arrays in memory", images, 0), ("JPEG files", files, args.workers)]:
-        t_bare, ref = best_of(lambda: bare_loop(model, transform, samples, args.batch_size, workers),
+        t_bare, ref = best_of(lambda s=samples, w=workers: bare_loop(model, transform, s, args.batch_size, w),
                               args.repeats)
         f = feat.set_params(num_workers=workers)
-        t_ours, ours = best_of(lambda: f.transform(samples), args.repeats)
+        t_ours, ours = best_of(lambda f=f, s=samples: f.transform(s), args.repeats)
         rows.append({"workload": workload, "contender": "bare PyTorch loop", "images/s": args.n / t_bare,
                      "vs bare": 1.0, "max |diff|": 0.0})
         rows.append({"workload": workload, "contender": "skfeaturize ImageFeaturizer",

@@ -55,8 +55,8 @@ def main(argv=None):
           f"(cache: {args.cache})")
 
     pipe = make_pipeline(featurizer, StandardScaler(), LogisticRegression(max_iter=3000))
-    search = GridSearchCV(pipe, {"imagefeaturizer__layer": LAYERS, "logisticregression__C": [0.01, 0.1, 1.0]},
-                          cv=cv, n_jobs=args.jobs)
+    grid = {"imagefeaturizer__layer": LAYERS, "logisticregression__C": [0.01, 0.1, 1.0]}
+    search = GridSearchCV(pipe, grid, cv=cv, n_jobs=args.jobs)
     t0 = time.perf_counter()
     search.fit(images, y)
     t_search = time.perf_counter() - t0
@@ -67,11 +67,12 @@ def main(argv=None):
 
     res = search.cv_results_
     best = {}
-    for params, score in zip(res["params"], res["mean_test_score"]):
+    for params, score in zip(res["params"], res["mean_test_score"], strict=True):
         layer = params["imagefeaturizer__layer"]
         if score > best.get(layer, (-1, None))[0]:
             best[layer] = (score, params["logisticregression__C"])
-    print(f"\ngrid search over {len(LAYERS)} layers × 3 values of C × 5 folds: {t_search:.1f} s, all cache hits\n")
+    print(f"\ngrid search over {len(LAYERS)} layers × 3 values of C × 5 folds: {t_search:.1f} s, "
+          "all cache hits\n")
     print(f"{'features':<28}{'CV accuracy':>12}{'best C':>8}")
     print(f"{'raw pixels (64)':<28}{baseline:>12.4f}{'':>8}")
     for layer in LAYERS:

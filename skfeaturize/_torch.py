@@ -4,10 +4,8 @@ and the batch runner with out-of-memory backoff. Imported only when a featurizer
 from __future__ import annotations
 
 import contextlib
-import threading
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 import torch
 
@@ -57,34 +55,10 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
-# -- process-wide model registry ---------------------------------------------------------------------
+# -- process-wide model registry (one for the whole process, shared with the torch-free featurizers) --
 
-_REGISTRY: OrderedDict[Hashable, object] = OrderedDict()
-_REGISTRY_LOCK = threading.RLock()
-REGISTRY_SIZE = 4
-
-
-def cached_load(key: Hashable, loader: Callable[[], object]):
-    """Load once per process: clones of a featurizer in a grid search share one copy of the weights.
-
-    Keeps the ``REGISTRY_SIZE`` most recently used models."""
-    with _REGISTRY_LOCK:
-        if key in _REGISTRY:
-            _REGISTRY.move_to_end(key)
-            return _REGISTRY[key]
-    value = loader()
-    with _REGISTRY_LOCK:
-        _REGISTRY[key] = value
-        _REGISTRY.move_to_end(key)
-        while len(_REGISTRY) > REGISTRY_SIZE:
-            _REGISTRY.popitem(last=False)
-    return value
-
-
-def clear_model_registry() -> None:
-    """Forget every loaded model (they are reloaded on next use)."""
-    with _REGISTRY_LOCK:
-        _REGISTRY.clear()
+from ._registry import _REGISTRY, REGISTRY_SIZE, cached_load  # noqa: E402,F401  (re-exported)
+from ._registry import clear_registry as clear_model_registry  # noqa: E402,F401
 
 
 def seeded_init(seed: int = 0):

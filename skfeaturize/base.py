@@ -251,7 +251,7 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
                 block = cache.roundtrip(computed[r])
                 cache.put_many(ns, missing, block, description=self._namespace_description(r))
                 if r in found:
-                    found[r].update(zip(missing, block))
+                    found[r].update(zip(missing, block, strict=True))
         out = {}
         for r in requests:
             if keys:

@@ -18,7 +18,8 @@ def test_cuda_autocast_matches_fp32_cpu(small_images):
     assert gpu.dtype == np.float32
     cos = (gpu * cpu).sum(1) / np.linalg.norm(gpu, axis=1) / np.linalg.norm(cpu, axis=1)
     assert cos.min() > 0.995
-    fp32 = ImageFeaturizer("resnet18", weights=None, device="cuda", precision="fp32").fit_transform(small_images)
+    fp32 = ImageFeaturizer("resnet18", weights=None, device="cuda", precision="fp32")
+    fp32 = fp32.fit_transform(small_images)
     np.testing.assert_allclose(fp32, cpu, atol=2e-3, rtol=2e-3)
 
 

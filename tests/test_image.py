@@ -10,7 +10,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import timm
 import torch
 import torchvision
 from PIL import Image

@@ -55,7 +55,7 @@ def _convert_by_order(sd: dict, target: dict, layout: str) -> dict:
             f"Checkpoint in the {layout} layout has {len(src)} tensors; the architecture has {len(dst)}."
         )
     out = OrderedDict()
-    for (sk, sv), (dk, dv) in zip(src, dst):
+    for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
         if tuple(sv.shape) != tuple(dv.shape):
             raise SkfeaturizeError(
                 f"Checkpoint tensor {sk!r} {tuple(sv.shape)} does not fit {dk!r} {tuple(dv.shape)} "
