@@ -1,0 +1,177 @@
+"""Adapter for Hugging Face ``transformers`` encoders (BERT, RoBERTa, DistilBERT, MiniLM, ...).
+
+Everything here imports ``transformers``/``huggingface_hub`` inside functions. A model is named by a hub
+id (read from the local Hugging Face cache when ``HF_HUB_OFFLINE=1``) or a local folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..exceptions import WeightsNotFoundError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt")
+IDENTITY_SUFFIXES = WEIGHT_SUFFIXES + (".json", ".txt", ".model", ".tiktoken")
+
+
+def is_local(model) -> bool:
+    return isinstance(model, os.PathLike) or os.path.isdir(os.path.expanduser(str(model)))
+
+
+def model_ref(model) -> str:
+    """The string ``from_pretrained`` receives: an expanded folder path, or the hub id."""
+    model = os.fspath(model)
+    return os.path.expanduser(model) if is_local(model) else model
+
+
+def model_file(model, filename: str, revision: str | None = None) -> str | None:
+    """Local path of ``filename`` in the model folder or in the hub cache (None when absent).
+
+    Never downloads when the hub is offline; with a connection, ``hf_hub_download`` fetches small files."""
+    ref = model_ref(model)
+    if is_local(model):
+        path = os.path.join(ref, filename)
+        return path if os.path.isfile(path) else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return hf_hub_download(ref, filename, revision=revision)
+    except Exception:  # noqa: BLE001 - absent file, offline, unknown repo: all mean "not here"
+        return None
+
+
+def read_json(model, filename: str, revision: str | None = None) -> dict | None:
+    path = model_file(model, filename, revision)
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_config(model, revision: str | None = None, trust_remote_code: bool = False):
+    """The model's ``AutoConfig`` (no weights)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_ref(model), revision=revision,
+                                          trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise WeightsNotFoundError(
+            f"model={os.fspath(model)!r}: no Hugging Face model config found ({e}). Give a local folder "
+            "holding config.json, or a hub id that is in the local Hugging Face cache (or reachable online)."
+        ) from e
+
+
+def num_hidden_layers(config) -> int:
+    for attr in ("num_hidden_layers", "n_layer", "num_layers", "n_layers"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    raise ValueError(f"Cannot tell how many layers {type(config).__name__} has.")
+
+
+def hidden_size(config) -> int:
+    for attr in ("hidden_size", "d_model", "n_embd", "dim"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    raise ValueError(f"Cannot tell the hidden size of {type(config).__name__}.")
+
+
+def max_positions(config) -> int | None:
+    """How many tokens the position embeddings hold (RoBERTa's offset of 2 removed)."""
+    n = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(n, int):
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        n -= 2
+    return n
+
+
+def has_safetensors(model, revision: str | None = None) -> bool:
+    if is_local(model):
+        ref = model_ref(model)
+        return any(f.endswith(".safetensors") for f in os.listdir(ref))
+    return (model_file(model, "model.safetensors", revision) is not None
+            or model_file(model, "model.safetensors.index.json", revision) is not None)
+
+
+def load_model(model, revision: str | None = None, trust_remote_code: bool = False):
+    """``AutoModel`` in eval mode, safetensors when the model has them (never an unrestricted pickle)."""
+    from transformers import AutoModel
+
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if has_safetensors(model, revision):
+        kwargs["use_safetensors"] = True
+    try:
+        net = AutoModel.from_pretrained(model_ref(model), **kwargs)
+    except OSError as e:
+        raise WeightsNotFoundError(
+            f"model={os.fspath(model)!r}: weights could not be loaded ({e})."
+        ) from e
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def load_tokenizer(model, revision: str | None = None, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_ref(model), revision=revision,
+                                             trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise WeightsNotFoundError(f"model={os.fspath(model)!r}: no tokenizer found ({e}).") from e
+
+
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after one sequence (``[CLS]``/``[SEP]``, ``<s>``/``</s>``).
+
+    Found by tokenizing a probe with and without special tokens, so it works for any tokenizer."""
+    probe = "hello"
+    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start:start + len(bare)] == bare:
+            return list(full[:start]), list(full[start + len(bare):])
+    return [], []
+
+
+def forward_accepts(net, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(net.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def identity(model, revision: str | None = None) -> str:
+    """What the weights are: for a local folder, a hash of its weight, config and tokenizer files'
+    contents; for a hub id, the id and the commit hash of the cached snapshot (or the revision asked)."""
+    from ..cache._keys import file_identity, fingerprint
+
+    if is_local(model):
+        root = model_ref(model)
+        files = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.endswith(IDENTITY_SUFFIXES) and not name.startswith("."):
+                    full = os.path.join(dirpath, name)
+                    files[os.path.relpath(full, root)] = file_identity(full)
+        return "folder:" + fingerprint(files)
+    commit = None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model_ref(model), "config.json", revision=revision)
+        if isinstance(cached, str):
+            parts = os.path.normpath(cached).split(os.sep)
+            if "snapshots" in parts:
+                commit = parts[parts.index("snapshots") + 1]
+    except Exception:  # noqa: BLE001 - no cache: fall back to the revision asked for
+        commit = None
+    return f"hub:{model_ref(model)}@{commit or revision or 'main'}"
