@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", help="Ray cluster address ('auto', 'ray://head:10001'); default: "
                                          "$RAY_ADDRESS, else a local Ray instance")
     r.add_argument("--concurrency", type=int, help="Ray actors (default: GPUs, else CPUs // 2)")
-    r.add_argument("--gpus-per-actor", type=float, help="GPUs per actor (default 1 when the cluster has GPUs)")
+    r.add_argument("--gpus-per-actor", type=float, 
+                   help="GPUs per actor (default 1 when the cluster has GPUs)")
 
     la = sub.add_parser("layers", help="list a backbone's layers with their output shapes",
                         description="Print skfeaturize.list_layers(BACKBONE): every valid `layer` value "
@@ -142,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("backbone", metavar="BACKBONE",
                     help="image model (resnet50, timm:vit_small_patch16_224) or, with --featurizer text, "
                          "a text model id/folder")
-    la.add_argument("--featurizer", "-f", default="image", help="image (default), text, or package.module:Class")
+    la.add_argument("--featurizer", "-f", default="image",
+                    help="image (default), text, or package.module:Class")
     la.add_argument("--param", "-p", action="append", type=_param, default=[], metavar="KEY=VALUE",
                     help="featurizer parameter (repeatable), e.g. --param weights=null")
     la.add_argument("--format", choices=["table", "csv", "json"], default="table", dest="fmt",

@@ -67,7 +67,8 @@ def featurizer_class(name):
         return name
     target = FEATURIZERS.get(name, name)
     if not isinstance(target, str) or ":" not in target:
-        raise ValueError(f"featurizer={name!r} is not one of {sorted(FEATURIZERS)} nor 'package.module:Class'.")
+        raise ValueError(f"featurizer={name!r} is not one of {sorted(FEATURIZERS)} nor "
+                         "'package.module:Class'.")
     module, cls = target.split(":", 1)
     return getattr(importlib.import_module(module), cls)
 
@@ -366,7 +367,8 @@ def embed(input, out, *, featurizer="image", params: dict | None = None, model=N
     store = ShardStore(paths["parts"])
     identity = job_identity(f, source, format, layout)
     old = store.load() if paths["parts"].is_dir() else None
-    if paths["parts"].exists() and old is None and (not paths["parts"].is_dir() or any(paths["parts"].iterdir())):
+    parts = paths["parts"]
+    if parts.exists() and old is None and (not parts.is_dir() or any(parts.iterdir())):
         raise FileExistsError(f"out={str(paths['parts'])!r} exists and is not a skfeaturize job folder (no "
                               "_manifest.json); choose another output or remove it.")
     if old is not None:
@@ -422,8 +424,8 @@ def embed(input, out, *, featurizer="image", params: dict | None = None, model=N
 def _result(paths, store, fmt, featurized, t0) -> EmbedResult:
     m = store.manifest
     return EmbedResult(out=str(paths["out"]), rows=int(m["rows"]), failed=int(m["errors"]),
-                       featurized=int(featurized), resumed_from=int(m["runs"][-1]["resumed_from"]) if m["runs"]
-                       else 0, seconds=time.monotonic() - t0,
+                       featurized=int(featurized),
+                        resumed_from=int(m["runs"][-1]["resumed_from"]) if m["runs"] else 0, seconds=time.monotonic() - t0,
                        errors_path=str(paths["errors"]) if paths["errors"].exists() else None,
                        manifest_path=str(paths["parts"] / MANIFEST))
 
@@ -556,7 +558,8 @@ def read_embeddings(out) -> tuple:
         return ids["id"].tolist(), ids["content_hash"].tolist(), np.load(out, mmap_mode="r")
     df = pd.read_parquet(out)
     if "embedding" in df.columns:
-        X = np.stack(df["embedding"].to_numpy()).astype(np.float32) if len(df) else np.zeros((0, 0), np.float32)
+        X = (np.stack(df["embedding"].to_numpy()).astype(np.float32) if len(df)
+             else np.zeros((0, 0), np.float32))
     else:
         X = df.drop(columns=["id", "content_hash"]).to_numpy(np.float32)
     return df["id"].tolist(), df["content_hash"].tolist(), X

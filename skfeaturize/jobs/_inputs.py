@@ -204,7 +204,8 @@ def _table_schema(path: str, kind: str) -> pa.Schema:
         from pyarrow import csv
 
         delimiter = "\t" if path.lower().endswith(".tsv") else ","
-        return csv.open_csv(path, parse_options=csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+        return csv.open_csv(path,
+                            parse_options=csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
                             read_options=csv.ReadOptions(block_size=1 << 20)).schema
     from pyarrow import json as pajson
 

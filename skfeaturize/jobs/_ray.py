@@ -87,7 +87,7 @@ def run_ray(f, source, store, *, chunk_size: int, on_error: str, layout: str, me
             return
         ds = ray.data.from_pandas_refs(refs).map_batches(
             _FeaturizeActor, fn_constructor_kwargs={"featurizer": f, "on_error": on_error},
-            batch_size=None, batch_format="pandas", concurrency=int(concurrency),
+            batch_size=None, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=int(concurrency)),
             num_gpus=gpus_per_actor or None, zero_copy_batch=True,
         )
         builder = ShardBuilder(f, source, layout, metadata, store)
