@@ -1,0 +1,272 @@
+"""Lazy readers for the inputs of a bulk job, yielding fixed-size chunks in a deterministic order.
+
+An input is one of:
+
+* a folder of images, walked recursively in sorted order (each directory's entries sorted by name), kept
+  by file extension; the id is the path relative to the folder, with ``/`` separators;
+* a table file: CSV/TSV (``pyarrow.csv.open_csv``, streaming), Parquet (a file or a folder of files, read
+  as ``pyarrow.dataset`` batches) or JSON Lines (``pyarrow.json.open_json``); the samples come from
+  ``column`` and the ids from ``id_column`` (default: the row number, from 0);
+* any other file: a text file with one document per line (the id is the line number, from 0).
+
+Nothing is read up front except a cheap fingerprint (names, sizes and modification times), so memory does
+not grow with the input. The position of an item in this order is what makes resumption exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+                   ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_DEFAULT_COLUMNS = ("text", "path", "image", "filename", "file", "document", "sentence")
+
+
+@dataclass
+class Chunk:
+    """``len(samples)`` consecutive input items starting at position ``start``."""
+
+    start: int
+    ids: pa.Array
+    samples: list
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+@dataclass
+class InputSource:
+    """What to read and how: created by :func:`open_input`; iterate with :meth:`chunks`."""
+
+    path: str
+    kind: str  # "folder" | "csv" | "parquet" | "jsonl" | "lines"
+    column: str | None = None
+    id_column: str | None = None
+    extensions: tuple = IMAGE_EXTENSIONS
+    root: str | None = None
+    resolve_paths: bool = False
+    encoding: str = "utf-8"
+    id_type: pa.DataType = field(default_factory=pa.int64)
+    total: int | None = None
+
+    # -- identity ------------------------------------------------------------------------------------
+    def fingerprint(self) -> dict:
+        """Names, sizes and modification times of everything read (a changed input cannot resume)."""
+        h = hashlib.blake2b(digest_size=16)
+        n = 0
+        for rel, st in self._files():
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            n += 1
+        return {"path": os.path.abspath(self.path), "kind": self.kind, "column": self.column,
+                "id_column": self.id_column, "files": n, "listing": h.hexdigest(),
+                "extensions": list(self.extensions) if self.kind == "folder" else None}
+
+    def _files(self) -> Iterator[tuple[str, os.stat_result]]:
+        if os.path.isdir(self.path):
+            for full in _walk(self.path, self.extensions if self.kind == "folder" else (".parquet", ".pq")):
+                yield os.path.relpath(full, self.path).replace(os.sep, "/"), os.stat(full)
+        else:
+            yield os.path.basename(self.path), os.stat(self.path)
+
+    # -- reading -------------------------------------------------------------------------------------
+    def chunks(self, chunk_size: int, skip: int = 0) -> Iterator[Chunk]:
+        """Chunks of ``chunk_size`` items, starting after the first ``skip`` items."""
+        buf_ids: list = []
+        buf_samples: list = []
+        start = skip
+        for ids, samples in self._batches(skip):
+            buf_ids.extend(ids)
+            buf_samples.extend(samples)
+            while len(buf_samples) >= chunk_size:
+                yield Chunk(start, pa.array(buf_ids[:chunk_size], type=self.id_type),
+                            buf_samples[:chunk_size])
+                del buf_ids[:chunk_size], buf_samples[:chunk_size]
+                start += chunk_size
+        if buf_samples:
+            yield Chunk(start, pa.array(buf_ids, type=self.id_type), buf_samples)
+
+    def _batches(self, skip: int) -> Iterator[tuple[list, list]]:
+        if self.kind == "folder":
+            yield from self._folder_batches(skip)
+        elif self.kind == "lines":
+            yield from self._line_batches(skip)
+        else:
+            yield from self._table_batches(skip)
+
+    def _folder_batches(self, skip: int):
+        ids, samples = [], []
+        for pos, full in enumerate(_walk(self.path, self.extensions)):
+            if pos < skip:
+                continue
+            ids.append(os.path.relpath(full, self.path).replace(os.sep, "/"))
+            samples.append(full)
+            if len(ids) >= 1024:
+                yield ids, samples
+                ids, samples = [], []
+        if ids:
+            yield ids, samples
+
+    def _line_batches(self, skip: int):
+        ids, samples = [], []
+        with open(self.path, "rb") as f:
+            for pos, raw in enumerate(f):
+                if pos < skip:
+                    continue
+                raw = raw.rstrip(b"\r\n")
+                try:
+                    sample = raw.decode(self.encoding)
+                except UnicodeDecodeError:
+                    sample = raw  # the featurizer rejects bytes with a message naming the sample
+                ids.append(pos)
+                samples.append(sample)
+                if len(ids) >= 4096:
+                    yield ids, samples
+                    ids, samples = [], []
+        if ids:
+            yield ids, samples
+
+    def _table_batches(self, skip: int):
+        pos = 0
+        for batch in _record_batches(self.path, self.kind, [c for c in (self.column, self.id_column) if c]):
+            n = batch.num_rows
+            if pos + n <= skip:
+                pos += n
+                continue
+            offset = max(0, skip - pos)
+            batch = batch.slice(offset)
+            samples = batch.column(self.column).to_pylist()
+            if self.resolve_paths:
+                samples = [self._resolve(s) for s in samples]
+            if self.id_column:
+                ids = batch.column(self.id_column).cast(self.id_type).to_pylist()
+            else:
+                ids = list(range(pos + offset, pos + n))
+            pos += n
+            yield ids, samples
+
+    def _resolve(self, s):
+        if isinstance(s, str) and s and not os.path.isabs(s):
+            return os.path.join(self.root, s)
+        return s
+
+
+def _walk(folder: str, extensions) -> Iterator[str]:
+    """Files under ``folder`` with one of ``extensions`` (case-insensitive), in a sorted, stable order."""
+    exts = tuple(e.lower() for e in extensions)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except NotADirectoryError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=True):
+            yield from _walk(entry.path, extensions)
+        elif entry.name.lower().endswith(exts):
+            yield entry.path
+
+
+def _record_batches(path: str, kind: str, columns: list) -> Iterator[pa.RecordBatch]:
+    if kind == "parquet":
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset(path, format="parquet")
+        yield from dataset.to_batches(columns=columns, batch_size=8192)
+    elif kind == "csv":
+        from pyarrow import csv
+
+        delimiter = "\t" if path.lower().endswith(".tsv") else ","
+        reader = csv.open_csv(
+            path, parse_options=csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            read_options=csv.ReadOptions(block_size=1 << 20),
+            convert_options=csv.ConvertOptions(include_columns=columns,
+                                               column_types={columns[0]: pa.string()}),
+        )
+        yield from reader
+    else:
+        from pyarrow import json as pajson
+
+        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=1 << 20))
+        for batch in reader:
+            yield batch.select(columns)
+
+
+def _table_schema(path: str, kind: str) -> pa.Schema:
+    if kind == "parquet":
+        import pyarrow.dataset as ds
+
+        return ds.dataset(path, format="parquet").schema
+    if kind == "csv":
+        from pyarrow import csv
+
+        delimiter = "\t" if path.lower().endswith(".tsv") else ","
+        return csv.open_csv(path,
+                            parse_options=csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                            read_options=csv.ReadOptions(block_size=1 << 20)).schema
+    from pyarrow import json as pajson
+
+    return pajson.open_json(path, read_options=pajson.ReadOptions(block_size=1 << 20)).schema
+
+
+def open_input(path, *, column: str | None = None, id_column: str | None = None,
+               extensions=None, root=None, paths: bool = False, encoding: str = "utf-8") -> InputSource:
+    """Describe ``path`` as an :class:`InputSource` (reads only a table's schema).
+
+    ``paths=True`` (image featurizers) resolves relative paths in a table column against ``root``
+    (default: the table's folder)."""
+    path = os.path.expanduser(os.fspath(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"INPUT {path!r} does not exist; give a folder of images, a CSV/Parquet/"
+                                "JSONL table, or a text file with one document per line.")
+    if os.path.isdir(path):
+        is_parquet_dir = any(True for _ in _walk(path, (".parquet", ".pq")))
+        is_image_dir = any(True for _ in _walk(path, extensions or IMAGE_EXTENSIONS))
+        kind = "parquet" if (is_parquet_dir and not is_image_dir) or (column and is_parquet_dir) else "folder"
+    else:
+        kind = _TABLE_SUFFIXES.get(os.path.splitext(path)[1].lower(), "lines")
+    if kind == "folder":
+        exts = tuple(extensions) if extensions else IMAGE_EXTENSIONS
+        exts = tuple(e if e.startswith(".") else "." + e for e in exts)
+        if column or id_column:
+            raise ValueError(f"column={column!r}/id_column={id_column!r} apply to tables; INPUT {path!r} is "
+                             "a folder of images (ids are the relative paths).")
+        return InputSource(path, "folder", extensions=exts, id_type=pa.string())
+    if kind == "lines":
+        if column or id_column:
+            raise ValueError(f"column={column!r}/id_column={id_column!r} apply to tables; INPUT {path!r} is "
+                             "read as a text file with one document per line (use a .csv, .parquet or "
+                             ".jsonl suffix for a table).")
+        return InputSource(path, "lines", encoding=encoding)
+    schema = _table_schema(path, kind)
+    names = list(schema.names)
+    if column is None:
+        found = [c for c in _DEFAULT_COLUMNS if c in names]
+        if len(names) == 1:
+            column = names[0]
+        elif found:
+            column = found[0]
+        else:
+            raise ValueError(f"Which column holds the samples? {path!r} has columns {names}; pass "
+                             "--column NAME (column=NAME).")
+    for what, name in (("column", column), ("id_column", id_column)):
+        if name is not None and name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{what}={name!r} is not a column of {path!r}; columns are {names}.{hint}")
+    id_type = schema.field(id_column).type if id_column else pa.int64()
+    if pa.types.is_large_string(id_type) or pa.types.is_dictionary(id_type):
+        id_type = pa.string()
+    total = None
+    if kind == "parquet":
+        import pyarrow.dataset as ds
+
+        total = ds.dataset(path, format="parquet").count_rows()
+    root = root or (path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
+    return InputSource(path, kind, column=column, id_column=id_column, root=root, resolve_paths=paths,
+                       id_type=id_type, total=total)
