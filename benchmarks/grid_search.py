@@ -140,6 +140,17 @@ def main(argv=None):
             rows += run(*text_workload(args.n_texts), os.path.join(tmp, "text"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.workload != "both":  # keep the other workload's rows from an earlier run
+        import json
+
+        from _common import RESULTS
+
+        try:
+            with open(os.path.join(RESULTS, "grid_search.json")) as fh:
+                done = {r["workload"] for r in rows}
+                rows = [r for r in json.load(fh)["rows"] if r["workload"] not in done] + rows
+        except (OSError, ValueError, KeyError):
+            pass
     print("\ngrid: 3 layers × 2 poolings × 3 C, cv=5 (90 fits + refit), n_jobs=1\n")
     print_table(rows, ["workload", "contender", "seconds", "speed-up vs no cache", "max |score diff|"])
     save("grid_search", {"args": vars(args), "rows": rows})
