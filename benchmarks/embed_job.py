@@ -7,7 +7,7 @@
    ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` reported by the child; and, for contrast, the naive
    ``transform(all_paths)`` + ``np.save`` at the same sizes.
 
-Run: ``python benchmarks/embed_job.py`` (about 2-3 minutes on 2 CPU cores); ``--n``, ``--mem-n``, ``--backbone``
+Run: ``python benchmarks/embed_job.py`` (a few minutes on 2 CPU cores); ``--n``, ``--mem-n``, ``--backbone``
 for larger runs. Saves ``benchmarks/results/embed_job.json``.
 """
 
