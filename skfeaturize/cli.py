@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", help="Ray cluster address ('auto', 'ray://head:10001'); default: "
                                          "$RAY_ADDRESS, else a local Ray instance")
     r.add_argument("--concurrency", type=int, help="Ray actors (default: GPUs, else CPUs // 2)")
-    r.add_argument("--gpus-per-actor", type=float, 
+    r.add_argument("--gpus-per-actor", type=float,
                    help="GPUs per actor (default 1 when the cluster has GPUs)")
 
     la = sub.add_parser("layers", help="list a backbone's layers with their output shapes",

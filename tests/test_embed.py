@@ -1,4 +1,5 @@
-"""Bulk jobs: `skfeaturize embed` / skfeaturize.jobs.embed (round trips, resume after SIGKILL, errors, Ray)."""
+"""Bulk jobs: `skfeaturize embed` / skfeaturize.jobs.embed (round trips, resume after SIGKILL, errors,
+Ray)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ def tiny_reference(image_dir):
     paths = sorted(p for p in image_dir.rglob("*.png"))
     f = ImageFeaturizer("timm:test_resnet", weights=None).fit()
     X = f.transform([str(p) for p in paths])
-    return {p.relative_to(image_dir).as_posix(): x for p, x in zip(paths, X)}
+    return {p.relative_to(image_dir).as_posix(): x for p, x in zip(paths, X, strict=True)}
 
 
 def _check_against(out, reference: dict, order: list | None = None):
@@ -218,7 +219,8 @@ def corrupt_dir(tmp_path_factory) -> Path:
 
 
 def test_on_error_raise_names_the_item_and_keeps_written_shards(corrupt_dir, tmp_path):
-    with pytest.raises(SampleFailedError, match=r"Input item 'empty.png' \(position 0\) failed: .*empty file"):
+    with pytest.raises(SampleFailedError,
+                       match=r"Input item 'empty.png' \(position 0\) failed: .*empty file"):
         embed(corrupt_dir, tmp_path / "o.parquet", chunk_size=2, **TINY)
     assert json.loads((tmp_path / "o.parquet" / "_manifest.json").read_text())["position"] == 0
     # a bad item in the second chunk: the first chunk stays committed
@@ -256,7 +258,8 @@ def test_on_error_skip_records_and_keeps_good(corrupt_dir, tmp_path):
 def test_on_error_skip_text_bytes_line(tmp_path):
     src = tmp_path / "docs.txt"
     src.write_bytes(b"first line\nbad \x97 byte\nthird line\n")
-    with pytest.raises(SampleFailedError, match=r"Input item 1 \(position 1\) failed: .*expected a str, got bytes"):
+    with pytest.raises(SampleFailedError,
+                       match=r"Input item 1 \(position 1\) failed: .*expected a str, got bytes"):
         embed(src, tmp_path / "a.parquet", featurizer=CharNgramFeaturizer(), quiet=True)
     res = embed(src, tmp_path / "b.parquet", featurizer=CharNgramFeaturizer(), on_error="skip", quiet=True)
     assert read_embeddings(res.out)[0] == [0, 2]
@@ -439,7 +442,7 @@ def test_cli_embed_with_config_and_params(image_dir, tiny_reference, tmp_path, c
     assert "Unknown option(s) ['chunksize']" in capsys.readouterr().err
 
 
-# -- Ray -------------------------------------------------------------------------------------------------------
+# -- Ray ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ray_local():
     import ray

@@ -425,7 +425,8 @@ def _result(paths, store, fmt, featurized, t0) -> EmbedResult:
     m = store.manifest
     return EmbedResult(out=str(paths["out"]), rows=int(m["rows"]), failed=int(m["errors"]),
                        featurized=int(featurized),
-                        resumed_from=int(m["runs"][-1]["resumed_from"]) if m["runs"] else 0, seconds=time.monotonic() - t0,
+                       resumed_from=int(m["runs"][-1]["resumed_from"]) if m["runs"] else 0,
+                       seconds=time.monotonic() - t0,
                        errors_path=str(paths["errors"]) if paths["errors"].exists() else None,
                        manifest_path=str(paths["parts"] / MANIFEST))
 

@@ -35,8 +35,9 @@ class _FeaturizeActor:
         try:
             kept, keys, X, errors = featurize_chunk(self.f, samples, ids, start, "skip")
         except Exception as e:  # noqa: BLE001 - carried back to the driver, which decides
-            kept, keys, X, errors = [], [], None, [{"id": i, "position": int(p), "error": f"{type(e).__name__}: "
-                                                   f"{e}"} for i, p in zip(ids, pos, strict=False)]
+            cause = f"{type(e).__name__}: {e}"
+            kept, keys, X = [], [], None
+            errors = [{"id": i, "position": int(p), "error": cause} for i, p in zip(ids, pos, strict=True)]
         if self.width is None:
             self.width = X.shape[1] if X is not None and len(kept) else len(self.f.get_feature_names_out())
         n = len(samples)
