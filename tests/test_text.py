@@ -157,8 +157,7 @@ def test_minilm_accuracy_by_layer_on_pang_lee(pang_lee, minilm_all_layers):
            for i in range(7)]
     print("pang_lee accuracy by layer:", [round(a, 3) for a in acc])
     assert 0.4 < np.mean(y) < 0.6  # balanced: chance is ~0.5
-    assert min(acc[4:]) > 0.6
-    assert acc[6] > 0.7
+    assert min(acc[3:]) > 0.65  # measured: 0.770 0.750 0.750 0.715 (docs/text.md)
     assert acc[6] > acc[0]  # the contextual last layer beats the embedding output
 
 

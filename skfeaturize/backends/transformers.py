@@ -56,7 +56,7 @@ def load_config(model, revision: str | None = None, trust_remote_code: bool = Fa
     try:
         return AutoConfig.from_pretrained(model_ref(model), revision=revision,
                                           trust_remote_code=trust_remote_code)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: huggingface_hub rejects a malformed repo id
         raise WeightsNotFoundError(
             f"model={os.fspath(model)!r}: no Hugging Face model config found ({e}). Give a local folder "
             "holding config.json, or a hub id that is in the local Hugging Face cache (or reachable online)."
@@ -122,7 +122,7 @@ def load_tokenizer(model, revision: str | None = None, trust_remote_code: bool =
     try:
         return AutoTokenizer.from_pretrained(model_ref(model), revision=revision,
                                              trust_remote_code=trust_remote_code)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: huggingface_hub rejects a malformed repo id
         raise WeightsNotFoundError(f"model={os.fspath(model)!r}: no tokenizer found ({e}).") from e
 
 
