@@ -59,16 +59,18 @@ def test_grid_search_with_multi_layer_tap_fills_everything_on_first_pass(tmp_pat
     X, y = labelled_images
     f = ImageFeaturizer("timm:test_resnet", weights=None, cache=str(tmp_path / "c"),
                         cache_layers=["layer1", "layer3", -1], cache_poolings=["avg", "max"])
-    grid = {**GRID, "clf__C": [1.0]}
-    search = _search(f, grid).fit(X, y)
+    search = _search(f).fit(X, y)  # the full 3 × 2 × 3 grid
     assert count_image_forwards["samples"] == len(X)
-    # the same search without a cache runs the backbone on every fit and score
+    # without a cache the backbone runs on every fit and score: 2 settings × 5 folds × (train + test) + refit
     count_image_forwards["samples"] = 0
-    nocache = _search(clone(f).set_params(cache=None, cache_layers=None, cache_poolings=None), grid).fit(X, y)
-    # 6 settings × 5 folds × (train + test transform) + the refit: every sample 31 times
-    assert count_image_forwards["samples"] == 6 * 5 * len(X) + len(X)
-    np.testing.assert_allclose(search.cv_results_["mean_test_score"],
-                               nocache.cv_results_["mean_test_score"], atol=1e-9)
+    small = {"feat__layer": ["layer1", -1], "feat__pooling": ["max"], "clf__C": [1.0]}
+    plain = clone(f).set_params(cache=None, cache_layers=None, cache_poolings=None)
+    nocache = _search(plain, small).fit(X, y)
+    assert count_image_forwards["samples"] == 2 * 5 * len(X) + len(X)
+    res = search.cv_results_
+    cached = {tuple(sorted(p.items())): s for p, s in zip(res["params"], res["mean_test_score"], strict=True)}
+    for p, score in zip(nocache.cv_results_["params"], nocache.cv_results_["mean_test_score"], strict=True):
+        assert cached[tuple(sorted(p.items()))] == pytest.approx(score, abs=1e-9)
 
 
 def test_hit_equals_miss_bit_for_bit_and_requests_never_mix(tmp_path, small_images, count_image_forwards):

@@ -14,6 +14,7 @@ from ..pooling import IMAGE_POOLINGS
 from . import _io
 
 _SPECS: dict = {}
+_TIMM_TRANSFORMS: dict = {}  # timm model name (with tag) → its eval preprocessing, shared by clones
 
 
 def _split_backbone(backbone: str) -> tuple[str, str]:
@@ -262,9 +263,10 @@ class ImageFeaturizer(BaseFeaturizer):
             transform = tv_backend.transform(name, self.weights)
         elif source == "timm":
             tagged = self.weights not in (None, True, "DEFAULT") and not looks_like_path(self.weights)
-            meta = timm_backend.build(f"{name.split('.')[0]}.{self.weights}" if tagged else name, None,
-                                      meta=True)
-            transform = timm_backend.transform(meta)
+            full = f"{name.split('.')[0]}.{self.weights}" if tagged else name
+            if full not in _TIMM_TRANSFORMS:  # a data config needs no weights: read it off a meta model
+                _TIMM_TRANSFORMS[full] = timm_backend.transform(timm_backend.build(full, None, meta=True))
+            transform = _TIMM_TRANSFORMS[full]
         elif self._spec().source == "timm":
             transform = timm_backend.transform(self.backbone)
         else:
