@@ -22,6 +22,7 @@ from itertools import chain
 import numpy as np
 
 SEP = "\x1f"
+USE_ARROW = True  # False: always the pandas path (for tests comparing both)
 
 
 @dataclass
@@ -54,13 +55,14 @@ def normalize_joined(joined: str, lowercase: bool) -> str:
 
 
 def _arrow_vocab(table):
-    """The table's words as an Arrow ``large_string`` array (built once per table), or ``None``."""
+    """The table's words, each followed by :data:`SEP`, as an Arrow ``large_string`` array (built once per
+    table), or ``None`` when Arrow cannot hold them."""
     memo = table.__dict__.get("_arrow_words")
     if memo is None:
         try:
             import pyarrow as pa
 
-            memo = (pa.array(table.words, pa.large_string()),)
+            memo = (pa.array([w + SEP for w in table.words], pa.large_string()),)
         except Exception:  # noqa: BLE001 - e.g. a word with a lone surrogate: use the Python path
             memo = (None,)
         table.__dict__["_arrow_words"] = memo
@@ -68,34 +70,36 @@ def _arrow_vocab(table):
 
 
 def _encode_arrow(joined: str, n: int, table):
-    """(codes, uniques, rows) of the ``n`` tokens in ``joined`` with Arrow, or ``None``."""
+    """(codes, uniques, rows) of the ``n`` tokens in ``joined`` with Arrow, or ``None``.
+
+    ``joined + SEP`` is cut after each separator, so every Arrow string is a token followed by
+    :data:`SEP` (no copy to drop the separators); the vocabulary carries the same suffix."""
+    if not USE_ARROW:
+        return None
     vocab = _arrow_vocab(table)
     if vocab is None:
         return None
     try:
-        data = joined.encode("utf-8")
+        data = (joined + SEP).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates
         return None
     import pyarrow as pa
     import pyarrow.compute as pc
 
     buf = np.frombuffer(data, np.uint8)
-    is_sep = buf == 0x1F
-    pos = np.flatnonzero(is_sep)
-    if pos.size != n - 1:
+    ends = np.flatnonzero(buf == 0x1F)
+    if ends.size != n:
         return None
     offsets = np.empty(n + 1, np.int64)
     offsets[0] = 0
-    offsets[1:-1] = pos - np.arange(n - 1)
-    offsets[-1] = buf.size - (n - 1)
-    chars = buf[~is_sep] if n > 1 else buf
-    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets),
-                                           pa.py_buffer(np.ascontiguousarray(chars)))
+    np.add(ends, 1, out=offsets[1:])
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
     enc = pc.dictionary_encode(arr)
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    found = pc.fill_null(pc.index_in(enc.dictionary, value_set=vocab), -1)
+    dictionary = enc.dictionary
+    found = pc.fill_null(pc.index_in(dictionary, value_set=vocab), -1)
     rows = found.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    return codes, enc.dictionary.to_pylist(), rows
+    return codes, [u[:-1] for u in dictionary.to_pylist()], rows
 
 
 def _encode_python(flat: list, table):

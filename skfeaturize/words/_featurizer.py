@@ -29,7 +29,8 @@ N_OOV_REPORTED = 20
 
 def stable_hash(token: str, seed: int) -> int:
     """A 64-bit hash of ``token`` that is the same in every process (Python's ``hash`` is salted)."""
-    digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8, key=str(int(seed)).encode()).digest()
+    data = token.encode("utf-8", "surrogatepass")  # same bytes as utf-8 for valid text; lone surrogates too
+    digest = hashlib.blake2b(data, digest_size=8, key=str(int(seed)).encode()).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -379,11 +380,11 @@ class WordVectorFeaturizer(BaseFeaturizer):
         memo = self.__dict__.get(key)
         source = getattr(self, name)
         if memo is None or memo[0] is not source:
-            memo = (source, pd.Index(list(source)))
+            memo = (source, pd.Index(list(source), dtype=object))
             self.__dict__[key] = memo
         if not words:
             return np.zeros(0, np.int64)
-        return memo[1].get_indexer(words).astype(np.int64)
+        return memo[1].get_indexer(pd.Index(words, dtype=object)).astype(np.int64)
 
     def _hash_matrix(self) -> np.ndarray:
         key = (int(self.hash_buckets), int(self.random_state), float(self.hash_scale_), self.dim_)
@@ -413,9 +414,10 @@ class WordVectorFeaturizer(BaseFeaturizer):
 
         memo = self.__dict__.get("_rt_fit_vocab")
         if memo is None or memo[0] is not self.vocabulary_:
-            memo = (self.vocabulary_, pd.Index(list(self.vocabulary_)))
+            memo = (self.vocabulary_, pd.Index(list(self.vocabulary_), dtype=object))
             self._rt_fit_vocab = memo
-        return memo[1].get_indexer(words).astype(np.int64) if words else np.zeros(0, np.int64)
+        return (memo[1].get_indexer(pd.Index(words, dtype=object)).astype(np.int64) if words
+                else np.zeros(0, np.int64))
 
     def _pool(self, enc: _encode.EncodedBatch, indices: list, table: VectorTable, pooling: str | None = None,
               share_only: bool = False):
