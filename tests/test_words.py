@@ -529,3 +529,21 @@ def test_encoder_falls_back_for_separator_and_surrogate_tokens(monkeypatch, glov
         hashed = f._hash_matrix()[stable_hash(odd, 0) % 4096]
         expected = (glove_kv["dog"].astype(np.float64) + hashed) / 2
         np.testing.assert_allclose(out[1], expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_vectorised_ascii_tokenizer_equals_default_regex(lowercase):
+    import random
+
+    from skfeaturize.words._encode import ascii_default_spans
+
+    rng = random.Random(0)
+    pieces = list("antsrevldmNT'x_ 9-.\t\n") + ["n't", "'s", "'re", "'ll", "don't", "'ve", "'d", "'m", "N'T"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    texts += ["", "n't", "can't", "cann't", "it's'", "'s", "rock'n'roll", "they'rex", "o'clock", "y'all"]
+    data, starts, ends, counts = ascii_default_spans(texts, lowercase)
+    joined = data.tobytes().decode("ascii")
+    expected = [default_tokenize(t.lower() if lowercase else t) for t in texts]
+    assert counts.tolist() == [len(d) for d in expected]
+    assert [joined[s:e] for s, e in zip(starts, ends, strict=True)] == [t for d in expected for t in d]
+    assert sum(counts) > 100_000

@@ -23,6 +23,7 @@ import numpy as np
 
 SEP = "\x1f"
 USE_ARROW = True  # False: always the pandas path (for tests comparing both)
+USE_VECTORISED_TOKENIZER = True  # False: the default tokenizer always runs its regex in Python
 
 
 @dataclass
@@ -69,37 +70,154 @@ def _arrow_vocab(table):
     return memo[0]
 
 
-def _encode_arrow(joined: str, n: int, table):
-    """(codes, uniques, rows) of the ``n`` tokens in ``joined`` with Arrow, or ``None``.
+_WORD = np.zeros(256, bool)
+for _lo, _hi in (("0", "9"), ("a", "z"), ("A", "Z"), ("_", "_")):
+    _WORD[ord(_lo):ord(_hi) + 1] = True
+_B = {c: ord(c) for c in "'ntsrevlldm"}
 
-    ``joined + SEP`` is cut after each separator, so every Arrow string is a token followed by
-    :data:`SEP` (no copy to drop the separators); the vocabulary carries the same suffix."""
-    if not USE_ARROW:
-        return None
-    vocab = _arrow_vocab(table)
-    if vocab is None:
-        return None
-    try:
-        data = (joined + SEP).encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates
-        return None
+
+def ascii_default_spans(texts: list, lowercase: bool):
+    """The default tokenizer on ASCII texts, vectorised over the bytes of the whole batch.
+
+    Returns ``(data, starts, ends, counts)``: token ``k`` is ``data[starts[k]:ends[k]]`` (the texts joined
+    by ``"\\n"``, lowercased when asked), tokens in document order, ``counts[i]`` tokens in text ``i``.
+    For ASCII text :data:`~skfeaturize.words._tokenize.DEFAULT_PATTERN` means: word runs ``[A-Za-z0-9_]+``;
+    a run ending in ``n`` followed by ``'t`` and a non-word character gives ``run[:-1]`` and ``n't`` (just
+    ``n't`` when the run is ``n``); ``'`` directly before a run that is exactly ``s``, ``re``, ``ve``, ``ll``,
+    ``d`` or ``m`` joins it (``'s``). A test compares this with the regex on random strings."""
+    joined = "\n".join(texts)
+    if lowercase:
+        joined = joined.lower()
+    size = len(joined)
+    bp = np.zeros(size + 3, np.uint8)
+    bp[:size] = np.frombuffer(joined.encode("ascii"), np.uint8)
+    wp = _WORD[bp]
+    prev = np.empty_like(wp)
+    prev[0] = False
+    prev[1:] = wp[:-1]
+    run_s = np.flatnonzero(wp & ~prev)
+    run_e = np.flatnonzero(wp[:-1] & ~wp[1:]) + 1
+    rl = run_e - run_s
+    nt = (bp[run_e - 1] == _B["n"]) & (bp[run_e] == _B["'"]) & (bp[run_e + 1] == _B["t"]) & ~wp[run_e + 2]
+    split = nt & (rl >= 2)
+    alone = nt & (rl == 1)
+    consumed = np.zeros(run_s.size, bool)
+    consumed[1:] = nt[:-1]  # the "t" run of "n't"
+    c0, c1 = bp[run_s], bp[run_s + 1]
+    clitic = (bp[run_s - 1] == _B["'"]) & (run_s >= 1) & (
+        ((rl == 1) & ((c0 == _B["s"]) | (c0 == _B["d"]) | (c0 == _B["m"])))
+        | ((rl == 2) & (((c0 == _B["r"]) | (c0 == _B["v"])) & (c1 == _B["e"])
+                        | (c0 == _B["l"]) & (c1 == _B["l"]))))
+    n_tok = np.where(consumed, 0, np.where(split, 2, 1))
+    first = np.cumsum(n_tok) - n_tok
+    n = int(n_tok.sum())
+    starts = np.empty(n, np.int64)
+    ends = np.empty(n, np.int64)
+    keep = ~consumed
+    starts[first[keep]] = np.where(clitic, run_s - 1, run_s)[keep]
+    ends[first[keep]] = np.where(split, run_e - 1, np.where(alone, run_e + 2, run_e))[keep]
+    starts[first[split] + 1] = run_e[split] - 1
+    ends[first[split] + 1] = run_e[split] + 2
+    doc_start = np.zeros(len(texts), np.int64)
+    np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts))[:-1] + 1, out=doc_start[1:])
+    counts = np.bincount(np.searchsorted(doc_start, starts, side="right") - 1, minlength=len(texts))
+    return bp[:size], starts, ends, counts
+
+
+def _gather_terminated(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``data[starts[k]:ends[k]] + SEP`` for every ``k``, concatenated (one vectorised gather)."""
+    lens = ends - starts + 1
+    out_start = np.cumsum(lens) - lens
+    total = int(lens.sum())
+    idx = np.arange(total, dtype=np.int64) + np.repeat(starts - out_start, lens)
+    out = data[np.minimum(idx, data.size - 1)]
+    out[out_start + lens - 1] = 0x1F
+    return out
+
+
+def _encode_arrow_buffer(buf: np.ndarray, n: int, table):
+    """(codes, uniques, rows) of ``n`` tokens each followed by :data:`SEP` in the UTF-8 bytes ``buf``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    buf = np.frombuffer(data, np.uint8)
     ends = np.flatnonzero(buf == 0x1F)
     if ends.size != n:
         return None
     offsets = np.empty(n + 1, np.int64)
     offsets[0] = 0
     np.add(ends, 1, out=offsets[1:])
-    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
     enc = pc.dictionary_encode(arr)
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     dictionary = enc.dictionary
-    found = pc.fill_null(pc.index_in(dictionary, value_set=vocab), -1)
+    found = pc.fill_null(pc.index_in(dictionary, value_set=_arrow_vocab(table)), -1)
     rows = found.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     return codes, [u[:-1] for u in dictionary.to_pylist()], rows
+
+
+def _encode_arrow(joined: str, n: int, table):
+    """(codes, uniques, rows) of the ``n`` tokens in ``joined`` with Arrow, or ``None``.
+
+    ``joined + SEP`` is cut after each separator, so every Arrow string is a token followed by
+    :data:`SEP` (no copy to drop the separators); the vocabulary carries the same suffix."""
+    if not USE_ARROW or _arrow_vocab(table) is None:
+        return None
+    try:
+        data = (joined + SEP).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return None
+    return _encode_arrow_buffer(np.frombuffer(data, np.uint8), n, table)
+
+
+def _encode_vectorised(samples: list, fast: np.ndarray, table, tokenizer, lowercase: bool):
+    """Arrow encoding where the ASCII texts (``fast``) are tokenized by :func:`ascii_default_spans` and
+    the other samples by the Python path; tokens are put back in document order. ``None``: not possible."""
+    from ._tokenize import tokenize_documents
+
+    fast_idx = np.flatnonzero(fast)
+    slow_idx = np.flatnonzero(~fast)
+    data, starts, ends, fast_counts = ascii_default_spans([samples[i] for i in fast_idx], lowercase)
+    counts = np.zeros(len(samples), np.int64)
+    counts[fast_idx] = fast_counts
+    if slow_idx.size:
+        slow = [samples[i] for i in slow_idx]
+        if all(not isinstance(x, str) for x in slow):
+            docs = slow
+            joined = normalize_joined(SEP.join(chain.from_iterable(docs)), lowercase)
+        else:
+            docs = tokenize_documents(slow, tokenizer, lowercase)
+            joined = SEP.join(chain.from_iterable(docs))
+        slow_counts = np.fromiter(map(len, docs), np.int64, len(docs))
+        counts[slow_idx] = slow_counts
+        if slow_counts.sum():
+            try:
+                extra = np.frombuffer((joined + SEP).encode("utf-8"), np.uint8)
+            except UnicodeEncodeError:
+                return None
+            s_ends = np.flatnonzero(extra == 0x1F)
+            if s_ends.size != slow_counts.sum():
+                return None
+            s_starts = np.concatenate([[0], s_ends[:-1] + 1]) + data.size
+            # every token's place in document order
+            doc_first = np.cumsum(counts) - counts
+            f_pos = np.repeat(doc_first[fast_idx], fast_counts) + _ranks(fast_counts)
+            s_pos = np.repeat(doc_first[slow_idx], slow_counts) + _ranks(slow_counts)
+            n = int(counts.sum())
+            all_s, all_e = np.empty(n, np.int64), np.empty(n, np.int64)
+            all_s[f_pos], all_e[f_pos] = starts, ends
+            all_s[s_pos], all_e[s_pos] = s_starts, s_ends + data.size
+            data, starts, ends = np.concatenate([data, extra]), all_s, all_e
+    n = int(counts.sum())
+    if n == 0:
+        return counts, (np.zeros(0, np.int64), [], np.zeros(0, np.int64))
+    out = _encode_arrow_buffer(_gather_terminated(data, starts, ends), n, table)
+    return None if out is None else (counts, out)
+
+
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., counts[i]-1 for each i, concatenated."""
+    total = int(counts.sum())
+    return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def _encode_python(flat: list, table):
@@ -114,9 +232,16 @@ def encode(samples: list, table, tokenizer, lowercase: bool) -> EncodedBatch:
     """Tokenize (strings) or normalise (token lists) ``samples`` and encode them against ``table``.
 
     Token lists must hold only ``str`` (checked by the caller)."""
-    from ._tokenize import normalize_tokens, tokenize_documents
+    from ._tokenize import default_tokenize, normalize_tokens, tokenize_documents
 
     n_docs = len(samples)
+    if (USE_ARROW and USE_VECTORISED_TOKENIZER and tokenizer is default_tokenize
+            and _arrow_vocab(table) is not None):
+        fast = np.fromiter((isinstance(s, str) and s.isascii() for s in samples), bool, n_docs)
+        if fast.any():
+            out = _encode_vectorised(samples, fast, table, tokenizer, lowercase)
+            if out is not None:
+                return EncodedBatch(out[0], *out[1])
     all_lists = all(not isinstance(s, str) for s in samples)
     if all_lists:
         docs = samples
