@@ -73,6 +73,7 @@ def _arrow_vocab(table):
 _WORD = np.zeros(256, bool)
 for _lo, _hi in (("0", "9"), ("a", "z"), ("A", "Z"), ("_", "_")):
     _WORD[ord(_lo):ord(_hi) + 1] = True
+_WORD_BYTES = _WORD.astype(np.uint8).tobytes()  # bytes.translate table: word byte -> 1, other -> 0
 _B = {c: ord(c) for c in "'ntsrevlldm"}
 
 
@@ -89,50 +90,81 @@ def ascii_default_spans(texts: list, lowercase: bool):
     if lowercase:
         joined = joined.lower()
     size = len(joined)
-    bp = np.zeros(size + 3, np.uint8)
-    bp[:size] = np.frombuffer(joined.encode("ascii"), np.uint8)
-    wp = _WORD[bp]
-    prev = np.empty_like(wp)
-    prev[0] = False
-    prev[1:] = wp[:-1]
-    run_s = np.flatnonzero(wp & ~prev)
-    run_e = np.flatnonzero(wp[:-1] & ~wp[1:]) + 1
-    rl = run_e - run_s
-    nt = (bp[run_e - 1] == _B["n"]) & (bp[run_e] == _B["'"]) & (bp[run_e + 1] == _B["t"]) & ~wp[run_e + 2]
-    split = nt & (rl >= 2)
-    alone = nt & (rl == 1)
-    consumed = np.zeros(run_s.size, bool)
-    consumed[1:] = nt[:-1]  # the "t" run of "n't"
-    c0, c1 = bp[run_s], bp[run_s + 1]
-    clitic = (bp[run_s - 1] == _B["'"]) & (run_s >= 1) & (
-        ((rl == 1) & ((c0 == _B["s"]) | (c0 == _B["d"]) | (c0 == _B["m"])))
-        | ((rl == 2) & (((c0 == _B["r"]) | (c0 == _B["v"])) & (c1 == _B["e"])
-                        | (c0 == _B["l"]) & (c1 == _B["l"]))))
-    n_tok = np.where(consumed, 0, np.where(split, 2, 1))
-    first = np.cumsum(n_tok) - n_tok
-    n = int(n_tok.sum())
-    starts = np.empty(n, np.int64)
-    ends = np.empty(n, np.int64)
-    keep = ~consumed
-    starts[first[keep]] = np.where(clitic, run_s - 1, run_s)[keep]
-    ends[first[keep]] = np.where(split, run_e - 1, np.where(alone, run_e + 2, run_e))[keep]
-    starts[first[split] + 1] = run_e[split] - 1
-    ends[first[split] + 1] = run_e[split] + 2
-    doc_start = np.zeros(len(texts), np.int64)
-    np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts))[:-1] + 1, out=doc_start[1:])
-    counts = np.bincount(np.searchsorted(doc_start, starts, side="right") - 1, minlength=len(texts))
+    raw = joined.encode("ascii") + b"\0\0\0"  # padding: non-word bytes
+    bp = np.frombuffer(raw, np.uint8)
+    wp = np.frombuffer(raw.translate(_WORD_BYTES), np.bool_)  # word-character mask, one C pass
+    edges = np.flatnonzero(wp[1:] != wp[:-1]) + 1  # run starts and ends alternate (bp[-1] is padding)
+    if size and wp[0]:
+        edges = np.concatenate([[0], edges])
+    run_s, run_e = edges[0::2], edges[1::2]
+    starts, ends = run_s.copy(), run_e.copy()
+    drop = np.zeros(0, np.int64)
+    # "n't": a run ending in n, then "'t" and a non-word byte (few candidates: runs followed by "'")
+    r = np.flatnonzero(bp[run_e] == _B["'"])
+    e = run_e[r]
+    nt = r[(bp[e - 1] == _B["n"]) & (bp[e + 1] == _B["t"]) & ~wp[e + 2]]
+    split = nt[run_e[nt] - run_s[nt] >= 2]
+    alone = nt[run_e[nt] - run_s[nt] == 1]
+    ends[alone] = run_e[alone] + 2
+    ends[split] = run_e[split] - 1
+    drop = nt + 1  # the "t" run of "n't" is inside it
+    # clitics: "'" directly before a run that is exactly s, re, ve, ll, d or m
+    r = np.flatnonzero(bp[run_s - 1] == _B["'"])
+    r = r[run_s[r] >= 1]
+    st, ln = run_s[r], run_e[r] - run_s[r]
+    c0, c1 = bp[st], bp[st + 1]
+    clitic = r[((ln == 1) & ((c0 == _B["s"]) | (c0 == _B["d"]) | (c0 == _B["m"])))
+               | ((ln == 2) & (((c0 == _B["r"]) | (c0 == _B["v"])) & (c1 == _B["e"])
+                               | (c0 == _B["l"]) & (c1 == _B["l"])))]
+    clitic = np.setdiff1d(clitic, drop, assume_unique=True)
+    starts[clitic] -= 1
+    if split.size:  # the "n't" of a split run follows it
+        starts = np.insert(starts, split + 1, run_e[split] - 1)
+        ends = np.insert(ends, split + 1, run_e[split] + 2)
+        drop = drop + np.searchsorted(split, drop, side="right")  # positions after the insertions
+    if drop.size:
+        keep = np.ones(starts.size, bool)
+        keep[drop] = False
+        starts, ends = starts[keep], ends[keep]
+    bounds = np.zeros(len(texts) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1, out=bounds[1:])
+    counts = np.diff(np.searchsorted(starts, bounds))
     return bp[:size], starts, ends, counts
 
 
-def _gather_terminated(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """``data[starts[k]:ends[k]] + SEP`` for every ``k``, concatenated (one vectorised gather)."""
-    lens = ends - starts + 1
-    out_start = np.cumsum(lens) - lens
-    total = int(lens.sum())
-    idx = np.arange(total, dtype=np.int64) + np.repeat(starts - out_start, lens)
-    out = data[np.minimum(idx, data.size - 1)]
-    out[out_start + lens - 1] = 0x1F
-    return out
+def _arrow_plain_vocab(table):
+    """The table's words as an Arrow ``large_string`` array (built once per table)."""
+    memo = table.__dict__.get("_arrow_plain_words")
+    if memo is None:
+        import pyarrow as pa
+
+        memo = table.__dict__["_arrow_plain_words"] = pa.array(table.words, pa.large_string())
+    return memo
+
+
+def _span_strings(data: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """(bytes, offsets) of the disjoint, ordered spans ``data[starts[k]:ends[k]]`` put end to end."""
+    mark = np.zeros(data.size + 1, np.int8)
+    mark[starts] = 1
+    mark[ends] -= 1  # an end equal to the next start cancels it: the cover continues
+    cover = np.cumsum(mark[:-1], dtype=np.int8).view(bool)
+    offsets = np.zeros(starts.size + 1, np.int64)
+    np.cumsum(ends - starts, out=offsets[1:])
+    return data[cover], offsets
+
+
+def _encode_spans(buf: np.ndarray, offsets: np.ndarray, table):
+    """(codes, uniques, rows) of the Arrow strings ``buf[offsets[k]:offsets[k+1]]`` (no separators)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = offsets.size - 1
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
+    enc = pc.dictionary_encode(arr)
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    found = pc.fill_null(pc.index_in(enc.dictionary, value_set=_arrow_plain_vocab(table)), -1)
+    rows = found.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return codes, enc.dictionary.to_pylist(), rows
 
 
 def _encode_arrow_buffer(buf: np.ndarray, n: int, table):
@@ -179,6 +211,8 @@ def _encode_vectorised(samples: list, fast: np.ndarray, table, tokenizer, lowerc
     data, starts, ends, fast_counts = ascii_default_spans([samples[i] for i in fast_idx], lowercase)
     counts = np.zeros(len(samples), np.int64)
     counts[fast_idx] = fast_counts
+    buf, offsets = _span_strings(data, starts, ends)
+    n_fast = starts.size
     if slow_idx.size:
         slow = [samples[i] for i in slow_idx]
         if all(not isinstance(x, str) for x in slow):
@@ -189,29 +223,37 @@ def _encode_vectorised(samples: list, fast: np.ndarray, table, tokenizer, lowerc
             joined = SEP.join(chain.from_iterable(docs))
         slow_counts = np.fromiter(map(len, docs), np.int64, len(docs))
         counts[slow_idx] = slow_counts
-        if slow_counts.sum():
+        n_slow = int(slow_counts.sum())
+        if n_slow:
             try:
                 extra = np.frombuffer((joined + SEP).encode("utf-8"), np.uint8)
             except UnicodeEncodeError:
                 return None
-            s_ends = np.flatnonzero(extra == 0x1F)
-            if s_ends.size != slow_counts.sum():
+            is_sep = extra == 0x1F
+            s_ends = np.flatnonzero(is_sep)
+            if s_ends.size != n_slow:
                 return None
-            s_starts = np.concatenate([[0], s_ends[:-1] + 1]) + data.size
-            # every token's place in document order
-            doc_first = np.cumsum(counts) - counts
-            f_pos = np.repeat(doc_first[fast_idx], fast_counts) + _ranks(fast_counts)
-            s_pos = np.repeat(doc_first[slow_idx], slow_counts) + _ranks(slow_counts)
-            n = int(counts.sum())
-            all_s, all_e = np.empty(n, np.int64), np.empty(n, np.int64)
-            all_s[f_pos], all_e[f_pos] = starts, ends
-            all_s[s_pos], all_e[s_pos] = s_starts, s_ends + data.size
-            data, starts, ends = np.concatenate([data, extra]), all_s, all_e
+            s_off = s_ends - np.arange(n_slow) + offsets[-1]
+            buf = np.concatenate([buf, extra[~is_sep]])
+            offsets = np.concatenate([offsets, s_off])
     n = int(counts.sum())
     if n == 0:
         return counts, (np.zeros(0, np.int64), [], np.zeros(0, np.int64))
-    out = _encode_arrow_buffer(_gather_terminated(data, starts, ends), n, table)
-    return None if out is None else (counts, out)
+    codes, uniques, rows = _encode_spans(buf, offsets, table)
+    if n_fast < n:  # tokens are fast texts' then the others': put them in document order, types renumbered
+        doc_first = np.cumsum(counts) - counts
+        order = np.empty(n, np.int64)
+        order[np.repeat(doc_first[fast_idx], fast_counts) + _ranks(fast_counts)] = np.arange(n_fast)
+        slow_counts = counts[slow_idx]
+        order[np.repeat(doc_first[slow_idx], slow_counts) + _ranks(slow_counts)] = np.arange(n_fast, n)
+        codes = codes[order]
+        first = np.full(len(uniques), n, np.int64)
+        np.minimum.at(first, codes, np.arange(n))
+        by_first = np.argsort(first, kind="stable")
+        renumber = np.empty_like(by_first)
+        renumber[by_first] = np.arange(by_first.size)
+        codes, uniques, rows = renumber[codes], [uniques[k] for k in by_first], rows[by_first]
+    return counts, (codes, uniques, rows)
 
 
 def _ranks(counts: np.ndarray) -> np.ndarray:
