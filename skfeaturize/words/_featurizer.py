@@ -435,14 +435,21 @@ class WordVectorFeaturizer(BaseFeaturizer):
         if enc.n_tokens == 0:
             return np.zeros((n, dim), np.float32), np.zeros(n, np.float32)
         codes, uniques, rows = enc.codes, enc.uniques, enc.rows
-        doc_of = np.repeat(np.arange(n), lengths)
+        bounds = np.zeros(n + 1, np.int64)  # documents' token ranges
+        np.cumsum(lengths, out=bounds[1:])
+
+        def per_doc_counts(mask: np.ndarray) -> np.ndarray:
+            cum = np.zeros(mask.size + 1, np.int64)
+            np.cumsum(mask, out=cum[1:])
+            return cum[bounds]
+
         oov_type = rows < 0
         oov_tok = oov_type[codes]
-        share = np.bincount(doc_of, weights=oov_tok, minlength=n) / np.maximum(lengths, 1)
+        share = np.diff(per_doc_counts(oov_tok)) / np.maximum(lengths, 1)
         if share_only:
             return None, share.astype(np.float32)
         if self.oov == "error" and oov_tok.any():
-            first = int(doc_of[np.flatnonzero(oov_tok)[0]])
+            first = int(np.searchsorted(bounds, np.flatnonzero(oov_tok)[0], side="right")) - 1
             oov_set = {uniques[i] for i in np.flatnonzero(oov_type)}
             bad = list(dict.fromkeys(t for t in enc.document_tokens(first) if t in oov_set))
             raise InvalidSampleError(
@@ -486,21 +493,25 @@ class WordVectorFeaturizer(BaseFeaturizer):
         emb = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
         tok_col = col[codes]
         kept = tok_col >= 0
+        indptr = per_doc_counts(kept)
+        if not kept.all():
+            tok_col = tok_col[kept]
         if pooling == "max":
-            tok_vecs = emb[tok_col[kept]]
-            kept_len = np.bincount(doc_of[kept], minlength=n)
+            tok_vecs = emb[tok_col]
+            kept_len = np.diff(indptr)
             out = np.zeros((n, dim), np.float32)
             nonempty = np.flatnonzero(kept_len > 0)
             if nonempty.size:
                 starts = np.concatenate([[0], np.cumsum(kept_len)[:-1]])[nonempty]
                 out[nonempty] = np.maximum.reduceat(tok_vecs, starts, axis=0)
             return out, share.astype(np.float32)
-        weights = self._type_weights(uniques)[codes] if pooling in ("tfidf", "sif") else np.ones(len(codes))
+        if pooling in ("tfidf", "sif"):
+            weights = self._type_weights(uniques)[codes[kept]].astype(np.float64)
+        else:
+            weights = np.ones(tok_col.size)
         # tokens are already in document order: build the CSR arrays directly (duplicate columns within a
         # row are allowed and summed by the product), no COO sort
-        indptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(doc_of[kept], minlength=n), out=indptr[1:])
-        W = sp.csr_matrix((weights[kept].astype(np.float64), tok_col[kept], indptr), shape=(n, emb.shape[0]))
+        W = sp.csr_matrix((weights, tok_col, indptr), shape=(n, emb.shape[0]))
         out = np.asarray(W @ emb.astype(np.float64))
         if pooling != "sum":
             denom = np.asarray(W.sum(axis=1)).ravel()
