@@ -547,3 +547,9 @@ def test_vectorised_ascii_tokenizer_equals_default_regex(lowercase):
     assert counts.tolist() == [len(d) for d in expected]
     assert [joined[s:e] for s, e in zip(starts, ends, strict=True)] == [t for d in expected for t in d]
     assert sum(counts) > 100_000
+    # the tokenizer's own mask of token bytes gives the same Arrow buffer as the generic span cover
+    from skfeaturize.words._encode import _ascii_spans, _span_strings
+
+    *_, cover = _ascii_spans(texts, lowercase)
+    for x, y in zip(_span_strings(data, starts, ends, cover), _span_strings(data, starts, ends), strict=True):
+        assert np.array_equal(x, y)

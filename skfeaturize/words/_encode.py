@@ -78,6 +78,11 @@ _B = {c: ord(c) for c in "'ntsrevlldm"}
 
 
 def ascii_default_spans(texts: list, lowercase: bool):
+    """See :func:`_ascii_spans` (without the cover mask)."""
+    return _ascii_spans(texts, lowercase)[:4]
+
+
+def _ascii_spans(texts: list, lowercase: bool):
     """The default tokenizer on ASCII texts, vectorised over the bytes of the whole batch.
 
     Returns ``(data, starts, ends, counts)``: token ``k`` is ``data[starts[k]:ends[k]]`` (the texts joined
@@ -85,7 +90,8 @@ def ascii_default_spans(texts: list, lowercase: bool):
     For ASCII text :data:`~skfeaturize.words._tokenize.DEFAULT_PATTERN` means: word runs ``[A-Za-z0-9_]+``;
     a run ending in ``n`` followed by ``'t`` and a non-word character gives ``run[:-1]`` and ``n't`` (just
     ``n't`` when the run is ``n``); ``'`` directly before a run that is exactly ``s``, ``re``, ``ve``, ``ll``,
-    ``d`` or ``m`` joins it (``'s``). A test compares this with the regex on random strings."""
+    ``d`` or ``m`` joins it (``'s``). A test compares this with the regex on random strings.
+    Fifth value: the mask of bytes inside tokens (word bytes and the clitics' apostrophes)."""
     joined = "\n".join(texts)
     if lowercase:
         joined = joined.lower()
@@ -129,7 +135,10 @@ def ascii_default_spans(texts: list, lowercase: bool):
     bounds = np.zeros(len(texts) + 1, np.int64)
     np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1, out=bounds[1:])
     counts = np.diff(np.searchsorted(starts, bounds))
-    return bp[:size], starts, ends, counts
+    cover = wp[:size].copy()
+    cover[run_e[nt]] = True
+    cover[run_s[clitic] - 1] = True
+    return bp[:size], starts, ends, counts, cover
 
 
 def _arrow_plain_vocab(table):
@@ -142,12 +151,14 @@ def _arrow_plain_vocab(table):
     return memo
 
 
-def _span_strings(data: np.ndarray, starts: np.ndarray, ends: np.ndarray):
-    """(bytes, offsets) of the disjoint, ordered spans ``data[starts[k]:ends[k]]`` put end to end."""
-    mark = np.zeros(data.size + 1, np.int8)
-    mark[starts] = 1
-    mark[ends] -= 1  # an end equal to the next start cancels it: the cover continues
-    cover = np.cumsum(mark[:-1], dtype=np.int8).view(bool)
+def _span_strings(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, cover: np.ndarray | None = None):
+    """(bytes, offsets) of the disjoint, ordered spans ``data[starts[k]:ends[k]]`` put end to end
+    (``cover``: the mask of the bytes inside spans, when known)."""
+    if cover is None:
+        mark = np.zeros(data.size + 1, np.int8)
+        mark[starts] = 1
+        mark[ends] -= 1  # an end equal to the next start cancels it: the cover continues
+        cover = np.cumsum(mark[:-1], dtype=np.int8).view(bool)
     offsets = np.zeros(starts.size + 1, np.int64)
     np.cumsum(ends - starts, out=offsets[1:])
     return data[cover], offsets
@@ -208,10 +219,10 @@ def _encode_vectorised(samples: list, fast: np.ndarray, table, tokenizer, lowerc
 
     fast_idx = np.flatnonzero(fast)
     slow_idx = np.flatnonzero(~fast)
-    data, starts, ends, fast_counts = ascii_default_spans([samples[i] for i in fast_idx], lowercase)
+    data, starts, ends, fast_counts, cover = _ascii_spans([samples[i] for i in fast_idx], lowercase)
     counts = np.zeros(len(samples), np.int64)
     counts[fast_idx] = fast_counts
-    buf, offsets = _span_strings(data, starts, ends)
+    buf, offsets = _span_strings(data, starts, ends, cover)
     n_fast = starts.size
     if slow_idx.size:
         slow = [samples[i] for i in slow_idx]
