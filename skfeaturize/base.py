@@ -226,10 +226,10 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
 
     def _features(self, samples: list, requests: list, extra: list) -> dict:
         """Per request, an ``(n_samples, d)`` float32 block: cache hits plus computed misses."""
+        if not samples:
+            return {}
         cache = self._cache()
         if cache is None:
-            if not samples:
-                return {}
             computed = self._compute(samples, requests, list(range(len(samples))))
             self._remember_widths(computed)
             return computed
@@ -252,11 +252,8 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
                 cache.put_many(ns, missing, block, description=self._namespace_description(r))
                 if r in found:
                     found[r].update(zip(missing, block, strict=True))
-        out = {}
-        for r in requests:
-            if keys:
-                out[r] = np.stack([found[r][k] for k in keys]).astype(np.float32, copy=False)
-                self._remember_widths({r: out[r]})
+        out = {r: np.stack([found[r][k] for k in keys]).astype(np.float32, copy=False) for r in requests}
+        self._remember_widths(out)  # all hits: the widths are only known from the stored vectors
         return out
 
     # -- output widths (for feature names before/without a transform) -------------------------------

@@ -290,16 +290,13 @@ class ImageFeaturizer(BaseFeaturizer):
         return cached_load(key, lambda: self._build(device))
 
     def _build(self, device):
-        import torch
-
         from ..backends import timm as timm_backend
         from ..backends import torchvision as tv_backend
+        from ..backends.checkpoints import looks_like_path
         from ._backbone import Backbone
 
         source, name = self._source()
         spec = self._spec()
-        from ..backends.checkpoints import looks_like_path
-
         weights = self.weights
         if weights is not None and looks_like_path(weights):
             weights = os.path.expanduser(os.fspath(weights))
@@ -315,7 +312,6 @@ class ImageFeaturizer(BaseFeaturizer):
             model.eval()
             for p in model.parameters():
                 p.requires_grad_(False)
-        del torch
         return Backbone(spec=spec, model=model, transform=transform)
 
     # -- compute -------------------------------------------------------------------------------------
