@@ -457,7 +457,18 @@ def test_learn_recovers_removed_domain_words(glove, lee):
     assert s_learn > s_ignore + 0.02, (s_ignore, s_learn, s_full)
 
 
-# -- batch encoder: Arrow fast path vs pandas path --------------------------------------------------------
+# -- batch encoder: compiled, Arrow and pandas paths -------------------------------------------------------
+ENCODERS = {"native": (True, True), "arrow": (False, True), "pandas": (False, False)}
+
+
+def _use_encoder(monkeypatch, name):
+    from skfeaturize.words import _encode
+
+    native, arrow = ENCODERS[name]
+    monkeypatch.setattr(_encode, "USE_NATIVE", native)
+    monkeypatch.setattr(_encode, "USE_ARROW", arrow)
+
+
 def _fit_transform_state(f, fit_docs, docs):
     f.fit(fit_docs)
     state = (f.oov_rate_, f.oov_tokens_, f.n_empty_documents_, f.n_fit_tokens_,
@@ -466,48 +477,57 @@ def _fit_transform_state(f, fit_docs, docs):
     return f.transform(docs), state
 
 
-@pytest.mark.parametrize("oov", ["ignore", "zero", "unk", "hash"])
-def test_arrow_and_pandas_encoders_are_bit_identical(monkeypatch, polarity, lee, oov):
+def test_compiled_encoder_is_built():
+    """`make test` installs the package with its C accelerator; without a compiler the pure Python/Arrow
+    encoder is used instead (the tests below compare all three)."""
     from skfeaturize.words import _encode
 
+    assert _encode._speedups is not None, (
+        "skfeaturize.words._speedups did not build: install a C compiler and the Python headers, then "
+        "reinstall (pip install -e .)")
+    assert _encode.native_available()
+
+
+@pytest.mark.parametrize("oov", ["ignore", "zero", "unk", "hash"])
+def test_encoders_are_bit_identical(monkeypatch, polarity, lee, oov):
     extra = ["Caf\u00e9 CAFE\u0301 don\u2019t \u03a3\u039f\u03a6\u039f\u03a3 na\u00efve",
-             "\u0130stanbul  \u00c5ngstr\u00f6m"]
+             "\u0130stanbul  \u00c5ngstr\u00f6m", "", "!!! ...", "Internationalization DON'T I'M"]
     texts = polarity[0] + lee[0] + extra
     token_lists = [default_tokenize(t) for t in texts]  # not normalised: the batch normaliser does it
-    mixed = texts[:50] + token_lists[50:100]
+    mixed = texts[:50] + token_lists[50:100] + [["DON\u2019T", "don't", "Don't"], []] + texts[-5:]
     normalized_tokens = [default_tokenize(normalize(t, True)) for t in texts]
     for pooling in ["mean", "sum", "max", "tfidf", "sif"]:
         results = {}
-        for use_arrow in (True, False):
-            monkeypatch.setattr(_encode, "USE_ARROW", use_arrow)
+        for name in ENCODERS:
+            _use_encoder(monkeypatch, name)
             f = WordVectorFeaturizer(GLOVE_NPY, pooling=pooling, oov=oov, oov_feature=True)
             out, state = _fit_transform_state(f, texts[:150], texts)
-            results[use_arrow] = (out, f.transform(token_lists), f.transform(mixed), state,
-                                  f.transform(normalized_tokens))
-        (a_txt, a_tok, a_mix, a_state, a_norm) = results[True]
-        (p_txt, p_tok, p_mix, p_state, _) = results[False]
-        assert a_txt.shape == (len(texts), 51)
-        assert np.array_equal(a_txt, p_txt) and np.array_equal(a_tok, p_tok) and np.array_equal(a_mix, p_mix)
-        assert np.array_equal(a_txt, a_norm)  # raw text == its normalised default tokens
-        for x, y in zip(a_state, p_state, strict=True):
-            if isinstance(x, np.ndarray):
-                assert np.array_equal(x, y)
-            else:
-                assert x == y
-    assert a_state[0] > 0 and a_state[1]  # real OOV tokens were counted (oov_tokens_ non-empty)
+            results[name] = (out, f.transform(token_lists), f.transform(mixed), state,
+                             f.transform(normalized_tokens))
+        ref = results["native"]
+        assert ref[0].shape == (len(texts), 51)
+        assert np.array_equal(ref[0], ref[4])  # raw text == its normalised default tokens
+        for name in ("arrow", "pandas"):
+            other = results[name]
+            for x, y in zip(ref[:3], other[:3], strict=True):
+                assert np.array_equal(x, y), (pooling, name)
+            for x, y in zip(ref[3], other[3], strict=True):
+                if isinstance(x, np.ndarray):
+                    assert np.array_equal(x, y)
+                else:
+                    assert x == y
+    assert ref[3][0] > 0 and ref[3][1]  # real OOV tokens were counted (oov_tokens_ non-empty)
 
 
-def test_oov_error_message_same_on_both_encoders(monkeypatch, polarity):
-    from skfeaturize.words import _encode
-
+def test_oov_error_message_same_on_every_encoder(monkeypatch, polarity):
     messages = []
-    for use_arrow in (True, False):
-        monkeypatch.setattr(_encode, "USE_ARROW", use_arrow)
+    for name in ENCODERS:
+        _use_encoder(monkeypatch, name)
         f = WordVectorFeaturizer(GLOVE_NPY, oov="error").fit(None)
         with pytest.raises(InvalidSampleError, match=r"Sample 1: out-of-vocabulary tokens") as err:
             f.transform(["the cat", "the qwzxv cat qwzxv blorfle"])
         messages.append(str(err.value))
-    assert messages[0] == messages[1]
+    assert len(set(messages)) == 1
     assert "['qwzxv', 'blorfle']" in messages[0]
 
 
@@ -518,17 +538,64 @@ def test_encoder_falls_back_for_separator_and_surrogate_tokens(monkeypatch, glov
     real = _encode._encode_python
     monkeypatch.setattr(_encode, "_encode_python",
                         lambda flat, table: calls.append(len(flat)) or real(flat, table))
-    f = WordVectorFeaturizer(glove_kv, oov="hash").fit(None)
-    normal = f.transform([["the", "cat"], ["DOG", "sat"]])
-    assert calls == []  # Arrow path
-    sep = f.transform([["the", "cat"], ["DOG", "s\x1fat"]])
-    sur = f.transform([["the", "cat"], ["DOG", "s\udc97at"]])
-    assert calls == [4, 4]  # both fell back to the pandas path
-    assert np.array_equal(sep[0], normal[0]) and np.array_equal(sur[0], normal[0])
-    for out, odd in [(sep, "s\x1fat"), (sur, "s\udc97at")]:
-        hashed = f._hash_matrix()[stable_hash(odd, 0) % 4096]
-        expected = (glove_kv["dog"].astype(np.float64) + hashed) / 2
-        np.testing.assert_allclose(out[1], expected, rtol=1e-6, atol=1e-7)
+    outputs = {}
+    for name in ("arrow", "native"):
+        _use_encoder(monkeypatch, name)
+        f = WordVectorFeaturizer(glove_kv, oov="hash").fit(None)
+        normal = f.transform([["the", "cat"], ["DOG", "sat"]])
+        sep = f.transform([["the", "cat"], ["DOG", "s\x1fat"]])
+        sur = f.transform([["the", "cat"], ["DOG", "s\udc97at"]])
+        outputs[name] = (normal, sep, sur)
+        assert np.array_equal(sep[0], normal[0]) and np.array_equal(sur[0], normal[0])
+        for out, odd in [(sep, "s\x1fat"), (sur, "s\udc97at")]:
+            hashed = f._hash_matrix()[stable_hash(odd, 0) % 4096]
+            expected = (glove_kv["dog"].astype(np.float64) + hashed) / 2
+            np.testing.assert_allclose(out[1], expected, rtol=1e-6, atol=1e-7)
+    assert calls == [4, 4]  # the Arrow path fell back to pandas for both; the compiled one needs no fallback
+    for x, y in zip(outputs["arrow"], outputs["native"], strict=True):
+        assert np.array_equal(x, y)
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_compiled_encoder_tokens_and_types(lowercase):
+    """The C encoder against the regex tokenizer and per-token normalisation, on random ASCII texts
+    (every clitic / n't corner), user token lists (case, long and NUL-holding tokens, non-ASCII tokens that
+    normalise to an ASCII type, str subclasses) and enough distinct types to grow its hash table."""
+    import random
+
+    from skfeaturize.words import _encode
+    from skfeaturize.words._vectors import VectorTable
+
+    class Tok(str):
+        pass
+
+    rng = random.Random(1)
+    pieces = list("antsrevldmNT'x_ 9-.\t\n") + ["n't", "'s", "'re", "'ll", "don't", "'ve", "'d", "'m", "N'T"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    texts += ["", "n't", "can't", "cann't", "it's'", "'s", "rock'n'roll", "they'rex", "o'clock", "y'all",
+              "Internationalization internationalization INTERNATIONALIZATIONS"]
+    texts += [f"w{i} W{i}x" for i in range(30000)]  # 60,000 distinct types
+    lists = [["The", "THE", "the", "a\0", "a", "Don\u2019t", "don't", "Ca\u0301fe", "caf\u00e9",
+              Tok("Sub"), Tok("\u00c9t\u00e9"), "\u00e9t\u00e9", "superlongtokenwithmanybytes" * 3], []]
+    samples = texts + lists
+    words = ["the", "don't", "caf\u00e9", "\u00e9t\u00e9", "n't", "'s", "w5"]
+    table = VectorTable("t", "t", words, np.zeros((len(words), 2), np.float32))
+    enc = _encode._encode_native(samples, table, default_tokenize, lowercase)
+    expected = [default_tokenize(normalize(t, lowercase)) for t in texts]
+    expected += [[normalize(str(t), lowercase) for t in d] for d in lists]
+    assert enc.lengths.tolist() == [len(d) for d in expected]
+    flat = [t for d in expected for t in d]
+    assert [enc.uniques[c] for c in enc.codes] == flat
+    assert enc.uniques == list(dict.fromkeys(flat))  # types unique, numbered by first appearance
+    assert all(type(u) is str for u in enc.uniques)
+    assert enc.rows.tolist() == [words.index(u) if u in words else -1 for u in enc.uniques]
+    assert len(enc.uniques) > 60000
+
+
+def test_compiled_encoder_names_non_str_tokens(glove_kv):
+    f = WordVectorFeaturizer(glove_kv).fit(None)
+    with pytest.raises(InvalidSampleError, match=r"Sample 2: token 1 is int 5"):
+        f.transform(["the cat", ["a", "b"], ["a", 5]])
 
 
 @pytest.mark.parametrize("lowercase", [True, False])

@@ -11,6 +11,13 @@ per token; Arrow's hash kernels then number the types (``dictionary_encode``) an
 table (``index_in``, exact byte equality = exact ``str`` equality, first occurrence of a duplicated word
 wins). When that is not possible (a token holds the separator or a lone surrogate, a word list that Arrow
 cannot hold) the same result is computed with ``pandas.factorize`` on Python strings.
+
+When the compiled accelerator :mod:`skfeaturize.words._speedups` is built (it is, wherever a C compiler
+was found at install time), it replaces all of the above with one C pass over the batch: ASCII texts are
+tokenized with the default tokenizer's rules and every token is numbered from its bytes in one hash table,
+without a Python object per token; only the batch's distinct word types go back to Python (normalised
+there when they are not ASCII, and looked up in the table). The three paths give the same result; tests
+compare them.
 """
 
 from __future__ import annotations
@@ -21,7 +28,13 @@ from itertools import chain
 
 import numpy as np
 
+try:
+    from . import _speedups
+except ImportError:  # built without a C compiler: the Arrow/pandas paths below
+    _speedups = None
+
 SEP = "\x1f"
+USE_NATIVE = True  # False: never the compiled encoder (for tests comparing the paths)
 USE_ARROW = True  # False: always the pandas path (for tests comparing both)
 USE_VECTORISED_TOKENIZER = True  # False: the default tokenizer always runs its regex in Python
 
@@ -281,12 +294,52 @@ def _encode_python(flat: list, table):
     return codes.astype(np.int64), uniques, table.lookup(uniques)
 
 
+def native_available() -> bool:
+    """Whether the compiled encoder is built and enabled."""
+    return _speedups is not None and USE_NATIVE
+
+
+def _encode_native(samples: list, table, tokenizer, lowercase: bool) -> EncodedBatch:
+    """:func:`encode` with the compiled encoder (see the module docstring)."""
+    from ._tokenize import default_tokenize, normalize
+
+    default = tokenizer is default_tokenize
+    kinds = set(map(type, samples))  # str and list (the caller turned other sequences into lists)
+    if kinds <= {list}:
+        todo = ()
+    elif default and kinds == {str}:
+        todo = np.flatnonzero(~np.fromiter(map(str.isascii, samples), bool, len(samples)))
+    else:
+        todo = [i for i, s in enumerate(samples)
+                if type(s) is not list and not (default and type(s) is str and s.isascii())]
+    if len(todo):
+        # ASCII texts are tokenized in C with the default rules; the other texts here (normalised, then
+        # tokenized) and passed as tuples, which the encoder takes as already normalised
+        samples = list(samples)
+        for i in todo:
+            samples[i] = tuple(tokenizer(normalize(samples[i], lowercase)))
+    counts, codes, uniques, flags = _speedups.encode_batch(samples, bool(lowercase))
+    lengths = np.frombuffer(counts, np.int64)
+    codes = np.frombuffer(codes, np.int32)
+    if flags.count(1):  # user tokens that are not ASCII: normalised per type, equal types merged
+        for k in np.flatnonzero(np.frombuffer(flags, np.uint8)):
+            uniques[k] = normalize(uniques[k], lowercase)
+        if len(set(uniques)) < len(uniques):
+            first: dict = {}
+            remap = np.fromiter((first.setdefault(u, len(first)) for u in uniques), np.int64, len(uniques))
+            codes, uniques = remap[codes], list(first)
+    return EncodedBatch(lengths, codes, uniques, table.lookup(uniques))
+
+
 def encode(samples: list, table, tokenizer, lowercase: bool) -> EncodedBatch:
     """Tokenize (strings) or normalise (token lists) ``samples`` and encode them against ``table``.
 
-    Token lists must hold only ``str`` (checked by the caller)."""
+    Token lists must hold only ``str`` (the compiled encoder raises ``TypeError`` naming the batch
+    position otherwise; the other paths fail in ``str.join``; the caller turns it into a sample error)."""
     from ._tokenize import default_tokenize, normalize_tokens, tokenize_documents
 
+    if native_available():
+        return _encode_native(samples, table, tokenizer, lowercase)
     n_docs = len(samples)
     if (USE_ARROW and USE_VECTORISED_TOKENIZER and tokenizer is default_tokenize
             and _arrow_vocab(table) is not None):

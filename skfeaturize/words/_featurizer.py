@@ -15,7 +15,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..base import BaseFeaturizer
+from ..base import BaseFeaturizer, as_sample_list
 from ..exceptions import InvalidSampleError
 from . import _encode, _tokenize
 from ._vectors import VectorTable, load_table, table_name
@@ -168,6 +168,12 @@ class WordVectorFeaturizer(BaseFeaturizer):
                                             self.lowercase)
 
     # -- input -----------------------------------------------------------------------------------------
+    def _check_input(self, X) -> list:
+        samples = as_sample_list(X, what=self._input_what)
+        if set(map(type, samples)) <= {str, list}:  # the common case, checked in one C-level pass
+            return samples
+        return [self._check_sample(i, s) for i, s in enumerate(samples)]
+
     def _check_sample(self, index: int, sample):
         if type(sample) is list or isinstance(sample, str):  # never missing; token types: see _encode
             return sample
@@ -424,8 +430,11 @@ class WordVectorFeaturizer(BaseFeaturizer):
         """Document vectors for the encoded batch with the fitted state and OOV policy, and each
         document's OOV share.
 
-        One CSR (documents × used words) weight matrix times the used embedding rows; ``max`` is a segment
-        maximum over token rows."""
+        Everything is decided per word *type* (its vector under the OOV policy, its weight, whether it
+        counts), then one CSR (documents × types) count matrix times a (types × (dim + 2)) matrix
+        ``[weight·vector | weight·counted | oov]`` gives, in one pass over the tokens, the weighted sums,
+        the weight totals (denominators) and the OOV counts. ``max`` is a segment maximum over the kept
+        tokens' rows, in chunks of documents."""
         import scipy.sparse as sp
 
         pooling = pooling or self.pooling
@@ -435,91 +444,90 @@ class WordVectorFeaturizer(BaseFeaturizer):
         if enc.n_tokens == 0:
             return np.zeros((n, dim), np.float32), np.zeros(n, np.float32)
         codes, uniques, rows = enc.codes, enc.uniques, enc.rows
+        n_types = len(uniques)
         bounds = np.zeros(n + 1, np.int64)  # documents' token ranges
         np.cumsum(lengths, out=bounds[1:])
-
-        def per_doc_counts(mask: np.ndarray) -> np.ndarray:
-            cum = np.zeros(mask.size + 1, np.int64)
-            np.cumsum(mask, out=cum[1:])
-            return cum[bounds]
-
+        # documents × types, one entry per token (duplicates are summed by the products)
+        counts = sp.csr_matrix((np.ones(codes.size), codes, bounds), shape=(n, n_types))
         oov_type = rows < 0
-        oov_tok = oov_type[codes]
-        share = np.diff(per_doc_counts(oov_tok)) / np.maximum(lengths, 1)
+        n_oov = (counts @ oov_type.astype(np.float64) if oov_type.any() else np.zeros(n))
+        share = (n_oov / np.maximum(lengths, 1)).astype(np.float32)
         if share_only:
-            return None, share.astype(np.float32)
-        if self.oov == "error" and oov_tok.any():
-            first = int(np.searchsorted(bounds, np.flatnonzero(oov_tok)[0], side="right")) - 1
+            return None, share
+        if self.oov == "error" and oov_type.any():
+            first_tok = int(np.flatnonzero(oov_type[codes])[0])
+            first = int(np.searchsorted(bounds, first_tok, side="right")) - 1
             oov_set = {uniques[i] for i in np.flatnonzero(oov_type)}
             bad = list(dict.fromkeys(t for t in enc.document_tokens(first) if t in oov_set))
             raise InvalidSampleError(
                 f"Sample {indices[first]}: out-of-vocabulary tokens {bad[:10]!r} (oov='error'). Use another "
                 "oov policy ('ignore', 'hash', 'subword', 'learn', ...) or fix the tokenization.",
                 index=indices[first])
-        # per word type: a column of the local embedding matrix, or -1 when the token is dropped
-        col = np.full(len(uniques), -1, np.int64)
-        known_idx = np.flatnonzero(~oov_type)
-        col[known_idx] = np.arange(known_idx.size)
-        blocks = [table.rows(rows[known_idx])]
-        next_col = known_idx.size
+        # per type: its vector under the OOV policy, and whether it counts (dropped types: zero, no)
+        vectors = np.zeros((n_types, dim), np.float32)
+        counted = ~oov_type
+        known_idx = np.flatnonzero(counted)
+        vectors[known_idx] = table.rows(rows[known_idx])
         oov_idx = np.flatnonzero(oov_type)
-        oov_words = [uniques[i] for i in oov_idx]
-        extra = None
-        if oov_idx.size:
+        if oov_idx.size and self.oov != "ignore":
+            oov_words = [uniques[i] for i in oov_idx]
             if self.oov == "zero":
-                extra, take = np.zeros((1, dim), np.float32), np.zeros(oov_idx.size, np.int64)
+                pass  # counted, zero vector
             elif self.oov == "unk":
-                extra, take = self.unk_vector_[None, :], np.zeros(oov_idx.size, np.int64)
+                vectors[oov_idx] = self.unk_vector_
             elif self.oov == "hash":
                 buckets = np.fromiter((stable_hash(w, self.random_state) % self.hash_buckets
                                        for w in oov_words), np.int64, len(oov_words))
-                used, take = np.unique(buckets, return_inverse=True)
-                extra = self._hash_matrix()[used]
+                vectors[oov_idx] = self._hash_matrix()[buckets]
             elif self.oov == "subword":
                 from ..backends import gensim as gensim_backend
 
-                extra = gensim_backend.subword_vectors(table.subword_kv, oov_words)
-                take = np.arange(oov_idx.size)
+                vectors[oov_idx] = gensim_backend.subword_vectors(table.subword_kv, oov_words)
             elif self.oov == "learn":
                 pos = self._fit_lookup("learned_words_", oov_words)
                 keep = pos >= 0
-                oov_idx, take = oov_idx[keep], np.arange(int(keep.sum()))
-                extra = self.learned_vectors_[pos[keep]]
-            else:  # ignore
-                take = None
-            if take is not None and extra is not None:
-                col[oov_idx] = next_col + take
-                blocks.append(np.asarray(extra, np.float32))
-        emb = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-        tok_col = col[codes]
-        kept = tok_col >= 0
-        indptr = per_doc_counts(kept)
-        if not kept.all():
-            tok_col = tok_col[kept]
+                oov_idx = oov_idx[keep]
+                vectors[oov_idx] = self.learned_vectors_[pos[keep]]
+            counted[oov_idx] = True
         if pooling == "max":
-            tok_vecs = emb[tok_col]
-            kept_len = np.diff(indptr)
-            out = np.zeros((n, dim), np.float32)
-            nonempty = np.flatnonzero(kept_len > 0)
-            if nonempty.size:
-                starts = np.concatenate([[0], np.cumsum(kept_len)[:-1]])[nonempty]
-                out[nonempty] = np.maximum.reduceat(tok_vecs, starts, axis=0)
-            return out, share.astype(np.float32)
+            return self._max_pool(vectors, counted, codes, bounds), share
         if pooling in ("tfidf", "sif"):
-            weights = self._type_weights(uniques)[codes[kept]].astype(np.float64)
+            weights = np.where(counted, self._type_weights(uniques), 0.0)
         else:
-            weights = np.ones(tok_col.size)
-        # tokens are already in document order: build the CSR arrays directly (duplicate columns within a
-        # row are allowed and summed by the product), no COO sort
-        W = sp.csr_matrix((weights, tok_col, indptr), shape=(n, emb.shape[0]))
-        out = np.asarray(W @ emb.astype(np.float64))
+            weights = counted.astype(np.float64)
+        right = np.empty((n_types, dim + 1))
+        np.multiply(weights[:, None], vectors, out=right[:, :dim])
+        right[:, dim] = weights
+        summed = counts @ right
+        out, denom = summed[:, :dim], summed[:, dim]
         if pooling != "sum":
-            denom = np.asarray(W.sum(axis=1)).ravel()
             out = np.divide(out, denom[:, None], out=np.zeros_like(out), where=denom[:, None] > 0)
         if pooling == "sif" and getattr(self, "sif_component_", None) is not None:
             u = self.sif_component_.astype(np.float64)
             out = out - np.outer(out @ u, u)
-        return out.astype(np.float32), share.astype(np.float32)
+        return out.astype(np.float32), share
+
+    @staticmethod
+    def _max_pool(vectors: np.ndarray, counted: np.ndarray, codes: np.ndarray, bounds: np.ndarray,
+                  chunk_tokens: int = 1 << 18) -> np.ndarray:
+        """Per document, the element-wise maximum of its counted tokens' vectors (zero when none),
+        gathering at most about ``chunk_tokens`` token rows at a time."""
+        n, dim = bounds.size - 1, vectors.shape[1]
+        out = np.zeros((n, dim), np.float32)
+        start = 0
+        while start < n:  # whole documents per chunk (a long document is a chunk of its own)
+            stop = int(np.searchsorted(bounds, bounds[start] + chunk_tokens, side="right")) - 1
+            stop = max(stop, start + 1)
+            tok = codes[bounds[start]:bounds[stop]]
+            kept = counted[tok]
+            cum = np.zeros(tok.size + 1, np.int64)
+            np.cumsum(kept, out=cum[1:])
+            kept_bounds = cum[bounds[start:stop + 1] - bounds[start]]  # documents' ranges of kept tokens
+            nonempty = np.flatnonzero(np.diff(kept_bounds) > 0)
+            if nonempty.size:  # a nonempty document's segment ends where the next nonempty one starts
+                out[start + nonempty] = np.maximum.reduceat(vectors[tok[kept]], kept_bounds[nonempty], axis=0)
+            start = stop
+        return out
 
     def list_layers(self):
         """The featurizer's single layer, ``words``, with its output width."""
