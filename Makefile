@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint bench clean
 
-$(STAMP): pyproject.toml Makefile
+# setup.py and the C source: the editable install builds skfeaturize/words/_speedups in place
+$(STAMP): pyproject.toml setup.py skfeaturize/words/_speedups.c Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch with torchvision: these two versions install from local files on the project's machines

