@@ -620,3 +620,25 @@ def test_vectorised_ascii_tokenizer_equals_default_regex(lowercase):
     *_, cover = _ascii_spans(texts, lowercase)
     for x, y in zip(_span_strings(data, starts, ends, cover), _span_strings(data, starts, ends), strict=True):
         assert np.array_equal(x, y)
+
+
+def test_numpy_string_arrays_take_the_compiled_tokenizer(monkeypatch, polarity):
+    """np.str_ samples (a str subclass) are tokenized in C like str, not one by one in Python."""
+    from skfeaturize.words import _tokenize
+
+    texts = [t for t in polarity[0] if t.isascii()][:100]
+    f = WordVectorFeaturizer(GLOVE_NPY).fit(None)
+    expected = f.transform(texts)
+    calls = []
+    real = _tokenize.normalize
+    monkeypatch.setattr(_tokenize, "normalize", lambda s, lc: calls.append(s) or real(s, lc))
+    out = f.transform(np.array(texts))
+    assert calls == []
+    assert np.array_equal(out, expected)
+
+
+def test_tokenizer_returning_non_str_names_the_sample(glove_kv):
+    f = WordVectorFeaturizer(glove_kv, tokenizer=lambda s: [w if w != "cat" else 7 for w in s.split()])
+    f.fit(None)
+    with pytest.raises(InvalidSampleError, match=r"Sample 1: the tokenizer returned int 7"):
+        f.transform(["the dog", "the cat"])

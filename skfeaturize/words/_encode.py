@@ -22,6 +22,7 @@ compare them.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass
 from itertools import chain
@@ -35,6 +36,7 @@ except ImportError:  # built without a C compiler: the Arrow/pandas paths below
 
 SEP = "\x1f"
 USE_NATIVE = True  # False: never the compiled encoder (for tests comparing the paths)
+_SEED = int.from_bytes(os.urandom(8), "little")  # keys the compiled encoder's hash table (no flooding)
 USE_ARROW = True  # False: always the pandas path (for tests comparing both)
 USE_VECTORISED_TOKENIZER = True  # False: the default tokenizer always runs its regex in Python
 
@@ -304,21 +306,21 @@ def _encode_native(samples: list, table, tokenizer, lowercase: bool) -> EncodedB
     from ._tokenize import default_tokenize, normalize
 
     default = tokenizer is default_tokenize
-    kinds = set(map(type, samples))  # str and list (the caller turned other sequences into lists)
+    kinds = set(map(type, samples))  # str (or subclasses: np.str_) and list (other sequences became lists)
     if kinds <= {list}:
         todo = ()
-    elif default and kinds == {str}:
+    elif default and all(issubclass(k, str) for k in kinds):
         todo = np.flatnonzero(~np.fromiter(map(str.isascii, samples), bool, len(samples)))
     else:
         todo = [i for i, s in enumerate(samples)
-                if type(s) is not list and not (default and type(s) is str and s.isascii())]
+                if type(s) is not list and not (default and isinstance(s, str) and s.isascii())]
     if len(todo):
         # ASCII texts are tokenized in C with the default rules; the other texts here (normalised, then
         # tokenized) and passed as tuples, which the encoder takes as already normalised
         samples = list(samples)
         for i in todo:
             samples[i] = tuple(tokenizer(normalize(samples[i], lowercase)))
-    counts, codes, uniques, flags = _speedups.encode_batch(samples, bool(lowercase))
+    counts, codes, uniques, flags = _speedups.encode_batch(samples, bool(lowercase), _SEED)
     lengths = np.frombuffer(counts, np.int64)
     codes = np.frombuffer(codes, np.int32)
     if flags.count(1):  # user tokens that are not ASCII: normalised per type, equal types merged

@@ -201,12 +201,19 @@ class WordVectorFeaturizer(BaseFeaturizer):
 
     def _encode(self, samples: list, indices: list, table: VectorTable) -> _encode.EncodedBatch:
         """Tokens of ``samples`` as type codes and table rows (see :mod:`skfeaturize.words._encode`)."""
-        try:  # token types are checked by the batch's one str.join
-            return _encode.encode(samples, table, _tokenize.resolve_tokenizer(self.tokenizer), self.lowercase)
-        except TypeError:
+        tokenizer = _tokenize.resolve_tokenizer(self.tokenizer)
+        try:  # token types are checked by the batch encoder, not token by token here
+            return _encode.encode(samples, table, tokenizer, self.lowercase)
+        except TypeError:  # name the sample: a token list, or a text the tokenizer turned into non-str
             for i, s in zip(indices, samples, strict=True):
                 if not isinstance(s, str):
                     self._check_tokens(i, s)
+                    continue
+                bad = [t for t in tokenizer(_tokenize.normalize(s, self.lowercase)) if not isinstance(t, str)]
+                if bad:
+                    raise InvalidSampleError(
+                        f"Sample {i}: the tokenizer returned {type(bad[0]).__name__} {bad[0]!r}, not a str "
+                        "token.", index=i) from None
             raise
 
     def _sample_key(self, index, sample) -> str:

@@ -1,7 +1,7 @@
 /* Compiled batch encoder for skfeaturize.words (optional: skfeaturize/words/_encode.py has a pure
  * Python/Arrow path that gives the same result, used when this module did not build).
  *
- * encode_batch(samples, lowercase) -> (counts, codes, uniques, flags)
+ * encode_batch(samples, lowercase, seed=0) -> (counts, codes, uniques, flags)
  *
  * samples: a list whose items are
  *   - str, ASCII only: tokenized here with the default tokenizer's rules (see _tokenize.DEFAULT_PATTERN:
@@ -18,7 +18,9 @@
  * A token that is not a str raises TypeError naming the sample and the token position.
  *
  * ASCII tokens are hashed from their bytes into one open-addressing table (no Python object per token);
- * other tokens go through dicts keyed by the str itself (its cached hash).
+ * other tokens go through dicts keyed by the str itself (its cached hash). `seed` keys the table's hash
+ * (the caller passes a random per-process value), so crafted input cannot aim tokens at one slot to make
+ * the linear probing quadratic; the codes do not depend on it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -38,6 +40,7 @@ typedef struct {
 typedef struct {
     Slot *slots;
     int shift;    /* slot index = (mixed key) >> shift; 64 - log2(number of slots) */
+    uint64_t seed;
     size_t mask;
     size_t used;
     char *arena;  /* bytes of the long ASCII types */
@@ -93,9 +96,11 @@ static inline uint64_t hash_long(const unsigned char *p, Py_ssize_t n)
     return h;
 }
 
-static inline size_t slot_of(uint64_t key, int32_t len, int shift)
+static inline size_t slot_of(uint64_t key, int32_t len, uint64_t seed, int shift)
 {
-    return (size_t)(((key ^ (uint64_t)len) * 0x9E3779B97F4A7C15ULL) >> shift);
+    /* keyed multiplicative (Fibonacci) hashing, top bits: without the per-process seed, input cannot be
+     * crafted to fall into one run of slots */
+    return (size_t)(((key ^ seed ^ (uint64_t)len) * 0x9E3779B97F4A7C15ULL) >> shift);
 }
 
 static int grow_slots(Encoder *e)
@@ -115,7 +120,7 @@ static int grow_slots(Encoder *e)
         if (s->code < 0) {
             continue;
         }
-        size_t j = slot_of(s->key, s->len, shift);
+        size_t j = slot_of(s->key, s->len, e->seed, shift);
         while (slots[j].code >= 0) {
             j = (j + 1) & (cap - 1);
         }
@@ -153,7 +158,7 @@ static int64_t ascii_code(Encoder *e, const unsigned char *p, Py_ssize_t n)
     int32_t len = (int32_t)n;
     int is_short = n <= 8;
     uint64_t key = is_short ? load_short(p, n) : hash_long(p, n);
-    size_t i = slot_of(key, len, e->shift);
+    size_t i = slot_of(key, len, e->seed, e->shift);
     for (;;) {
         Slot *s = &e->slots[i];
         if (s->code < 0) {
@@ -420,7 +425,8 @@ static PyObject *encode_batch(PyObject *self, PyObject *args)
 {
     PyObject *samples;
     int lowercase;
-    if (!PyArg_ParseTuple(args, "O!p:encode_batch", &PyList_Type, &samples, &lowercase)) {
+    unsigned long long seed = 0;
+    if (!PyArg_ParseTuple(args, "O!p|K:encode_batch", &PyList_Type, &samples, &lowercase, &seed)) {
         return NULL;
     }
     Py_ssize_t n_samples = PyList_GET_SIZE(samples);
@@ -431,6 +437,7 @@ static PyObject *encode_batch(PyObject *self, PyObject *args)
     e.slots = PyMem_Malloc(1024 * sizeof(Slot));
     e.mask = 1023;
     e.shift = 64 - 10;
+    e.seed = (uint64_t)seed;
     e.arena_cap = 4096;
     e.arena = PyMem_Malloc(e.arena_cap);
     e.uniques = PyList_New(0);
@@ -491,7 +498,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"encode_batch", encode_batch, METH_VARARGS,
-     "encode_batch(samples, lowercase) -> (counts, codes, uniques, flags); see the module source."},
+     "encode_batch(samples, lowercase, seed=0) -> (counts, codes, uniques, flags); see the module source."},
     {NULL, NULL, 0, NULL},
 };
 
