@@ -34,5 +34,9 @@ class MissingDependencyError(SkfeaturizeError, ImportError):
     """An optional dependency needed for this feature is not installed."""
 
 
+class CacheError(SkfeaturizeError, ValueError):
+    """The cache cannot be used as asked (bad parameter, bad vectors, unreadable or foreign database)."""
+
+
 class CacheCorruptionWarning(UserWarning):
     """A cache entry failed its checksum; it was discarded and recomputed."""

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import CacheCorruptionWarning, SkfeaturizeError
+from ..exceptions import CacheCorruptionWarning, CacheError
 from ._keys import _canonical
 
 __all__ = ["EmbeddingCache", "CacheError", "NetworkFilesystemWarning", "resolve_cache"]
@@ -100,10 +100,6 @@ CREATE TRIGGER IF NOT EXISTS entries_upd AFTER UPDATE OF nbytes ON entries BEGIN
     UPDATE stats SET nbytes = nbytes - OLD.nbytes + NEW.nbytes WHERE id = 0;
 END;
 """
-
-
-class CacheError(SkfeaturizeError, ValueError):
-    """The cache cannot be used as asked (bad parameter, bad vectors, unreadable or foreign database)."""
 
 
 class NetworkFilesystemWarning(UserWarning):
