@@ -133,6 +133,28 @@ static int grow_slots(Encoder *e)
     return 0;
 }
 
+/* `buf` (holding *cap elements of `size` bytes) with room for `need` elements, grown at least twofold;
+ * NULL with MemoryError set on failure (`buf` is then still valid and owned by the caller). */
+static void *reserve(void *buf, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap && buf != NULL) {
+        return buf;
+    }
+    size_t new_cap = need > 2 * *cap ? need : 2 * *cap;
+    new_cap = new_cap ? new_cap : 1;
+    if (new_cap > PY_SSIZE_T_MAX / size) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    void *grown = PyMem_Realloc(buf, new_cap * size);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    *cap = new_cap;
+    return grown;
+}
+
 static int new_type(Encoder *e, PyObject *word, char flag)
 {
     if (PyList_Append(e->uniques, word) < 0) {
@@ -171,28 +193,18 @@ static int64_t ascii_code(Encoder *e, const unsigned char *p, Py_ssize_t n)
         i = (i + 1) & e->mask;
     }
     int64_t code = e->ntypes;
-    if ((size_t)code >= e->long_off_cap) {
-        size_t cap = e->long_off_cap * 2 + 1024;
-        Py_ssize_t *off = PyMem_Realloc(e->long_off, cap * sizeof(Py_ssize_t));
-        if (off == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        e->long_off = off;
-        e->long_off_cap = cap;
+    Py_ssize_t *long_off = reserve(e->long_off, &e->long_off_cap, (size_t)code + 1, sizeof(Py_ssize_t));
+    if (long_off == NULL) {
+        return -1;
     }
+    e->long_off = long_off;
     e->long_off[code] = -1;
     if (!is_short) {
-        if (e->arena_len + (size_t)n > e->arena_cap) {
-            size_t cap = e->arena_cap * 2 + (size_t)n;
-            char *arena = PyMem_Realloc(e->arena, cap);
-            if (arena == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
-            e->arena = arena;
-            e->arena_cap = cap;
+        char *arena = reserve(e->arena, &e->arena_cap, e->arena_len + (size_t)n, 1);
+        if (arena == NULL) {
+            return -1;
         }
+        e->arena = arena;
         memcpy(e->arena + e->arena_len, p, (size_t)n);
         e->long_off[code] = (Py_ssize_t)e->arena_len;
         e->arena_len += (size_t)n;
@@ -251,14 +263,11 @@ static int push_code(Encoder *e, int64_t code)
         return -1;
     }
     if (e->ncodes == e->codes_cap) {
-        size_t cap = e->codes_cap ? e->codes_cap * 2 : 4096;
-        int32_t *codes = PyMem_Realloc(e->codes, cap * sizeof(int32_t));
+        int32_t *codes = reserve(e->codes, &e->codes_cap, e->ncodes + 4096, sizeof(int32_t));
         if (codes == NULL) {
-            PyErr_NoMemory();
             return -1;
         }
         e->codes = codes;
-        e->codes_cap = cap;
     }
     e->codes[e->ncodes++] = (int32_t)code;
     return 0;
@@ -267,17 +276,11 @@ static int push_code(Encoder *e, int64_t code)
 /* p[0:n] copied to the scratch buffer (ASCII-lowercased when `lower`), followed by PAD zero bytes. */
 static const unsigned char *padded_copy(Encoder *e, const unsigned char *p, size_t n, int lower)
 {
-    if (n + PAD > e->scratch_cap) {
-        size_t cap = n + PAD > 2 * e->scratch_cap ? n + PAD : 2 * e->scratch_cap;
-        unsigned char *buf = PyMem_Realloc(e->scratch, cap);
-        if (buf == NULL) {
-            PyErr_NoMemory();
-            return NULL;
-        }
-        e->scratch = buf;
-        e->scratch_cap = cap;
+    unsigned char *buf = reserve(e->scratch, &e->scratch_cap, n + PAD, 1);
+    if (buf == NULL) {
+        return NULL;
     }
-    unsigned char *buf = e->scratch;
+    e->scratch = buf;
     if (lower) {
         for (size_t k = 0; k < n; k++) { /* branch-free, so the compiler vectorises it */
             unsigned char c = p[k];
