@@ -439,11 +439,12 @@ class WordVectorFeaturizer(BaseFeaturizer):
         """Document vectors for the encoded batch with the fitted state and OOV policy, and each
         document's OOV share.
 
-        Everything is decided per word *type* (its vector under the OOV policy, its weight, whether it
-        counts), then one CSR (documents × types) count matrix times a (types × (dim + 2)) matrix
-        ``[weight·vector | weight·counted | oov]`` gives, in one pass over the tokens, the weighted sums,
-        the weight totals (denominators) and the OOV counts. ``max`` is a segment maximum over the kept
-        tokens' rows, in chunks of documents."""
+        Everything is decided per word *type* (its vector under the OOV policy, its weight, zero for a
+        type that does not count), then one CSR (documents × types) count matrix times a
+        (types × (dim + 1)) matrix ``[weight·vector | weight]`` gives, in one pass over the tokens, the
+        weighted sums and the weight totals (denominators); the same count matrix times the OOV indicator
+        gives the OOV counts. ``max`` is a segment maximum over the kept tokens' rows, in chunks of
+        documents."""
         import scipy.sparse as sp
 
         pooling = pooling or self.pooling
