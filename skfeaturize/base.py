@@ -99,7 +99,17 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         ``X``; the backbone is not loaded here (it loads on the first transform that needs it)."""
         self._validate_params()
         self._fit_state(X, y)
+        from .cache._keys import fingerprint
+
+        self.fingerprint_ = fingerprint({
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "spec": self._fingerprint(), "requests": [list(r) for r in self._requests()]})
         return self
+
+    def content_key(self, sample, index: int = 0) -> str:
+        """The cache key of one sample's content (validated first: a bad sample raises
+        :class:`InvalidSampleError` naming ``index``). Equal keys mean the same input to the model."""
+        return self._sample_key(index, self._check_sample(index, sample))
 
     def transform(self, X):
         """Featurize ``X``: float32 ``(n_samples, n_features)``, C-contiguous, in input order."""
