@@ -9,12 +9,15 @@ from __future__ import annotations
 import importlib
 
 from ._version import __version__
+from ._loader import clear_loaded
 from .exceptions import (
     CacheCorruptionWarning,
     InvalidSampleError,
     LayerNotFoundError,
     MissingDependencyError,
+    RefitRequiredError,
     SkfeaturizeError,
+    UncachedWarning,
     WeightsNotFoundError,
 )
 
@@ -32,7 +35,10 @@ __all__ = [
     "WordVectorFeaturizer",
     "EmbeddingCache",
     "list_layers",
+    "clear_loaded",
     "SkfeaturizeError",
+    "RefitRequiredError",
+    "UncachedWarning",
     "LayerNotFoundError",
     "InvalidSampleError",
     "WeightsNotFoundError",
@@ -53,16 +59,17 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
-def list_layers(backbone, **kwargs):
+def list_layers(backbone, stages_only: bool = False, **kwargs):
     """Every valid layer of a backbone with its output shape, as a pandas DataFrame.
 
     ``backbone`` is a featurizer (its own backbone and weights), an image model name
     (``"resnet50"``, ``"timm:vit_small_patch16_224"``), or a ``torch.nn.Module``. Keyword arguments go to
-    the featurizer. Text models: ``list_layers(TextFeaturizer("model-id-or-folder"))``.
+    the featurizer. ``stages_only`` keeps the standard list (what an int ``layer`` indexes, ``pre_logits``
+    last). Text models: ``list_layers(TextFeaturizer("model-id-or-folder"))``.
     """
     if hasattr(backbone, "list_layers") and hasattr(backbone, "get_params"):
-        return backbone.list_layers()
+        return backbone.list_layers(stages_only=True) if stages_only else backbone.list_layers()
     from .image import ImageFeaturizer
 
     kwargs.setdefault("weights", None)
-    return ImageFeaturizer(backbone, **kwargs).list_layers()
+    return ImageFeaturizer(backbone, **kwargs).list_layers(stages_only=stages_only)

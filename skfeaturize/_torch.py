@@ -1,27 +1,37 @@
-"""Torch runtime shared by the neural featurizers: devices, precision, a process-wide model registry,
-and the batch runner with out-of-memory backoff. Imported only when a featurizer first needs torch."""
+"""Torch runtime shared by the neural featurizers: devices, precision, seeded initialisation, fork safety.
+Imported only when a featurizer first needs torch."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import warnings
-from collections.abc import Callable
 
 import torch
 
-from .exceptions import InvalidSampleError
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(device) -> None:
+    """Validate a ``device`` parameter: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
+    ``torch.device``."""
+    if device is None or isinstance(device, torch.device):
+        return
+    if not isinstance(device, str) or not _DEVICE_RE.match(device):
+        raise ValueError(f"device={device!r} is not a device; allowed: 'auto' (cuda, then mps, then cpu), "
+                         "'cpu', 'cuda', 'cuda:N' (N = GPU index) or 'mps'.")
 
 
 def resolve_device(device) -> torch.device:
     """``"auto"`` → cuda, then mps, then cpu. A CUDA/MPS request on a machine without one falls back to
     the CPU with a warning (an unpickled featurizer may land on a CPU-only machine)."""
+    check_device(device)
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     dev = torch.device(device)
@@ -29,23 +39,30 @@ def resolve_device(device) -> torch.device:
         warnings.warn(f"device={device!r} was requested but CUDA is not available; using the CPU.",
                       stacklevel=3)
         return torch.device("cpu")
-    if dev.type == "mps" and not (
-        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    ):
+    if dev.type == "mps" and not _mps_available():
         warnings.warn(f"device={device!r} was requested but MPS is not available; using the CPU.",
                       stacklevel=3)
         return torch.device("cpu")
     return dev
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``"auto"`` → bf16 autocast on CUDA devices that support it, fp16 on other CUDA devices, fp32
-    elsewhere."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    elsewhere. A reduced precision asked for explicitly on the CPU is kept, with a warning: it changes the
+    numbers and is slower there (3–9× in our measurements: CPU autocast is not a speed-up)."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision != "fp32" and device.type == "cpu":
+        warnings.warn(f"precision={precision!r} on the CPU is usually several times slower than fp32 and "
+                      "changes the numbers; use precision='auto' (fp32 on the CPU) unless you need it.",
+                      UserWarning, stacklevel=3)
+    return precision
 
 
 def autocast(device: torch.device, precision: str):
@@ -53,12 +70,6 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
-
-
-# -- process-wide model registry (one for the whole process, shared with the torch-free featurizers) --
-
-from ._registry import _REGISTRY, REGISTRY_SIZE, cached_load  # noqa: E402,F401  (re-exported)
-from ._registry import clear_registry as clear_model_registry  # noqa: E402,F401
 
 
 def seeded_init(seed: int = 0):
@@ -69,48 +80,29 @@ def seeded_init(seed: int = 0):
     return stack
 
 
-# -- out-of-memory backoff ----------------------------------------------------------------------------
+# -- fork safety ------------------------------------------------------------------------------------------
+# torch's intra-op thread pool (OpenMP) does not survive fork(): a child that runs a model after its parent
+# did can hang forever. A forked child therefore runs torch with one intra-op thread, as PyTorch's own
+# DataLoader workers do; the change is made once, in the child only, and said in a warning.
 
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+_FORKED = {"child": False, "handled": False}
 
 
-class OOMBackoff:
-    """Runs ``fn`` on slices of a batch, halving the slice size on out-of-memory and retrying the same
-    slice *outside* the ``except`` block so the failed attempt's memory is really freed. The reduced size
-    is kept for later batches. At size 1 it raises an error naming the sample."""
+def _after_fork_in_child() -> None:
+    _FORKED["child"] = True
+    _FORKED["handled"] = False
 
-    def __init__(self, max_batch: int, device: torch.device):
-        self.size = max_batch
-        self.device = device
-        self.backoffs = 0
 
-    def run(self, n: int, fn: Callable[[int, int], None], indices=None) -> None:
-        """Call ``fn(start, stop)`` for consecutive slices covering ``range(n)``."""
-        start = 0
-        while start < n:
-            stop = min(n, start + self.size)
-            oom = None
-            try:
-                fn(start, stop)
-            except Exception as e:  # noqa: BLE001 - filtered just below
-                if not _is_oom(e):
-                    raise
-                oom = e
-            if oom is None:
-                start = stop
-                continue
-            del oom
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if stop - start == 1:
-                idx = indices[start] if indices is not None else start
-                raise InvalidSampleError(
-                    f"Sample {idx}: out of memory on {self.device} even with batch size 1; use a "
-                    "smaller input size, precision='bf16'/'fp16', or device='cpu'.", index=idx)
-            self.size = max(1, (stop - start) // 2)
-            self.backoffs += 1
-            warnings.warn(f"Out of memory on {self.device}; retrying with batch size {self.size}.",
-                          stacklevel=2)
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def guard_fork() -> None:
+    if not _FORKED["child"] or _FORKED["handled"]:
+        return
+    _FORKED["handled"] = True
+    if torch.get_num_threads() > 1:
+        torch.set_num_threads(1)
+        warnings.warn("skfeaturize: this process was forked from one that had imported torch; torch's thread "
+                      "pool does not survive fork() (a model run here could hang), so it now runs with one "
+                      "intra-op thread. Start worker processes with 'spawn' (or joblib's default 'loky') for "
+                      "full speed.", RuntimeWarning, stacklevel=3)

@@ -1,31 +1,30 @@
-"""The skeleton every featurizer shares: parameters, input checks, the cache hook, feature names, pickling.
+"""The skeleton every featurizer shares: the fitted plan, input checks, the cache, output assembly, names.
 
-A featurizer describes what it computes as *requests*, ``(layer, pooling)`` pairs in output order. The
-base class turns a call to :meth:`transform` into::
+The data's way through a featurizer, in one place::
 
-    samples ─► content keys ─► cache lookup per request ─► misses, deduplicated ─► _compute ─► store
-                                                                                        │
-    float32 (n_samples, n_features) in input order ◄── concatenate requests in order ◄──┘
+    fit(X, y):   validate params ─► _make_plan(X, y) ─► plan_  (requests, widths, identity, param snapshot)
+                                                     └► PCA on the training features (n_components=)
+    transform(X):
+      plan_ unchanged? ─► samples checked ─► content keys ─► cache hits per request ─► misses, deduplicated
+                                                                                          │
+                                                                 _compute(plan, misses) ◄─┘ (backbone, once)
+                                                                          │  finite? stored
+      float32/16 (n_samples, n_features) ◄── PCA ◄── combine requests (concat/mean/sum) ◄─┘
 
 Subclasses implement:
 
+``_make_plan(X, y) -> Plan``
+    Resolve every decision (backend, requests with ``auto`` resolved, widths, identity); may set public
+    fitted attributes (``layers_``, ``device_``, ...). Called by ``fit``, after parameter validation.
 ``_check_sample(index, sample)``
-    Validate one sample (raise :class:`InvalidSampleError` naming the index), or return it normalised.
-``_sample_key(index, sample) -> str``
-    Content hash of one sample (only called when a cache is configured).
-``_fit_state(X, y)``
-    Resolve and store fitted attributes (``layers_``, ``device_``, ...).
-``_requests() -> list[tuple[str, str]]``
-    The ``(layer, pooling)`` pairs of the output, resolved from fitted state.
-``_fingerprint() -> dict``
-    Everything except layer and pooling that changes the numbers (JSON-able).
-``_compute(samples, requests, indices) -> dict[request, ndarray]``
-    Run the backbone once over ``samples`` and return float32 ``(n, d)`` per request; ``indices`` are
-    the samples' positions in the caller's input, for error messages.
-``_probe_widths(requests) -> dict[request, int]``
-    Output width per request without data (used by ``get_feature_names_out`` before any transform).
-``_feature_prefix() -> str``
-    Short model name for feature names.
+    Validate one sample (raise :class:`InvalidSampleError` naming the index) and return it normalised.
+``_sample_key(sample, index) -> str``
+    Content hash of one checked sample: equal keys mean the same input *to the model*.
+``_compute(plan, samples, requests, indices) -> dict[Request, ndarray]``
+    Featurize ``samples`` once for every request: float32 ``(n, width)`` each; ``indices`` are the samples'
+    positions in the caller's input, for error messages.
+``_resolve_requests(plan, layers, poolings) -> list[Request]``
+    Requests for ``precompute`` and ``cache_layers``/``cache_poolings`` (defaults: the plan's own).
 """
 
 from __future__ import annotations
@@ -33,57 +32,82 @@ from __future__ import annotations
 import itertools
 import numbers
 import os
+import sys
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._version import __version__
-from .exceptions import InvalidSampleError
+from ._plan import Plan, Request, check_unchanged, refresh_object_tokens, snapshot
+from .exceptions import InvalidSampleError, UncachedWarning
 
-Request = tuple  # (layer name, pooling name)
+OUTPUT_DTYPES = ("float32", "float16")
 
 
-def _is_missing(x) -> bool:
+def is_missing(x) -> bool:
+    """None, NaN, ``pd.NA`` and ``pd.NaT``: every missing marker of Python, NumPy and pandas."""
     if x is None:
         return True
-    try:
-        return isinstance(x, numbers.Real) and bool(np.isnan(x))
-    except TypeError:
-        return False
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        return bool(np.isnan(x))
+    pd = sys.modules.get("pandas")
+    return pd is not None and (x is pd.NA or x is pd.NaT)
 
 
-def as_sample_list(X, *, what: str, allow_4d_array: bool = False) -> list:
-    """Turn a list, tuple, NumPy array, pandas Series or one-column DataFrame into a list of samples."""
+def as_sample_list(X, *, what: str, image_arrays: bool = False) -> list:
+    """A list, tuple, NumPy array, pandas Series or one-column DataFrame as a list of samples.
+
+    With ``image_arrays``, an ``(N, H, W, C)`` array is N images and an ``(N, H, W)`` array N grayscale
+    images; a single ``(H, W, 3)``/``(H, W, 4)`` image passed unwrapped is refused as ambiguous."""
     if isinstance(X, (str, bytes, os.PathLike)):
-        raise ValueError(
-            f"Iterable over {what} expected, {type(X).__name__} object received. Wrap a single sample in "
-            "a list: transform([sample])."
-        )
+        raise ValueError(_single_sample_message(X, what))
     if hasattr(X, "iloc") and hasattr(X, "columns"):  # DataFrame
         if X.shape[1] != 1:
             raise ValueError(
                 f"A DataFrame input must have exactly one column of {what}; got {X.shape[1]} columns "
-                f"{list(X.columns)[:5]}. Select the column, or use a ColumnTransformer."
-            )
+                f"{list(X.columns)[:5]}. Select the column, or use a ColumnTransformer.")
         return X.iloc[:, 0].tolist()
     if hasattr(X, "iloc") and hasattr(X, "tolist"):  # Series
         return X.tolist()
     if isinstance(X, np.ndarray):
-        if allow_4d_array and X.ndim == 4:
-            return list(X)
-        if X.ndim == 2 and X.shape[1] == 1 and X.dtype == object:
-            return X[:, 0].tolist()
-        if X.ndim != 1:
-            raise ValueError(
-                f"Expected a 1-D array of {what}"
-                + (" or an (N, H, W, C) image array" if allow_4d_array else "")
-                + f"; got an array of shape {X.shape}."
-            )
-        return list(X)
+        return _array_samples(X, what, image_arrays)
+    if type(X).__module__.startswith("datasets.") and hasattr(X, "column_names"):
+        raise TypeError(
+            f"A Hugging Face datasets.{type(X).__name__} holds columns {list(X.column_names)[:5]}; pass one "
+            "column of " + what + ", e.g. transform(ds['text']) (or ds.with_format('numpy')['image']).")
     if isinstance(X, dict) or not isinstance(X, Iterable):
         raise TypeError(f"Expected an iterable of {what}; got {type(X).__name__}.")
+    return list(X)
+
+
+def _single_sample_message(X, what: str) -> str:
+    text = os.fspath(X) if not isinstance(X, bytes) else ""
+    if what == "images" and text and os.path.isdir(os.path.expanduser(text)):
+        return (f"transform() got the folder {text!r}, not a list of images. Pass the image paths, e.g. "
+                f"sorted(glob.glob(os.path.join({text!r}, '*.jpg'))), or run "
+                f"`skfeaturize embed {text} --out embeddings.parquet` for a whole folder.")
+    return (f"Iterable over {what} expected, {type(X).__name__} object received. Wrap a single sample in a "
+            "list: transform([sample]).")
+
+
+def _array_samples(X: np.ndarray, what: str, image_arrays: bool) -> list:
+    if image_arrays and X.ndim == 4:
+        return list(X)
+    if image_arrays and X.ndim == 3:
+        if X.shape[-1] in (3, 4) and X.dtype != object:
+            raise ValueError(
+                f"An array of shape {X.shape} is ambiguous: one (H, W, C) image or {X.shape[0]} grayscale "
+                "images? Pass [image] for one image, or an (N, H, W, 1) array for grayscale images.")
+        return list(X)
+    if X.ndim == 2 and X.shape[1] == 1 and X.dtype == object:
+        return X[:, 0].tolist()
+    if X.ndim != 1:
+        raise ValueError(
+            f"Expected a 1-D array of {what}"
+            + (", an (N, H, W, C) or an (N, H, W) image array" if image_arrays else "")
+            + f"; got an array of shape {X.shape}.")
     return list(X)
 
 
@@ -92,68 +116,81 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
     :class:`WordVectorFeaturizer` (see the module docstring for the subclass hooks)."""
 
     _input_what = "samples"
+    _runtime_params = frozenset({"batch_size", "device", "num_workers", "progress", "cache"})
+    """Parameters that never change the numbers: they may change after ``fit`` without a refit."""
 
     # -- scikit-learn API --------------------------------------------------------------------------
     def fit(self, X=None, y=None):
-        """Validate parameters and resolve fitted attributes. Pretrained featurizers learn nothing from
-        ``X``; the backbone is not loaded here (it loads on the first transform that needs it)."""
+        """Resolve everything that decides the numbers into the fitted plan ``plan_``. Pretrained
+        featurizers learn nothing from ``X`` and load no weights here (unless ``n_components`` asks for a
+        PCA, which needs the training features)."""
         self._validate_params()
-        self._fit_state(X, y)
-        from .cache._keys import fingerprint
-
-        self.fingerprint_ = fingerprint({
-            "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "spec": self._fingerprint(), "requests": [list(r) for r in self._requests()]})
+        plan = self._make_plan(X, y)
+        self._set_plan(plan)
+        self.pca_ = None
+        if getattr(self, "n_components", None) is not None:
+            self._fit_pca(X)
         return self
 
-    def content_key(self, sample, index: int = 0) -> str:
-        """The cache key of one sample's content (validated first: a bad sample raises
-        :class:`InvalidSampleError` naming ``index``). Equal keys mean the same input to the model."""
-        return self._sample_key(index, self._check_sample(index, sample))
+    def partial_fit(self, X=None, y=None):
+        """scikit-learn's out-of-core API. A pretrained featurizer learns nothing from data: the first call
+        fits (validates parameters and resolves the plan), later calls return ``self`` unchanged."""
+        if getattr(self, "n_components", None) is not None:
+            raise ValueError("partial_fit() cannot grow a PCA (n_components=...) batch by batch; use fit() "
+                             "on a sample of the data, or n_components=None.")
+        if not self.__sklearn_is_fitted__():
+            return self.fit(X, y)
+        self._checked_plan()
+        return self
 
     def transform(self, X):
-        """Featurize ``X``: float32 ``(n_samples, n_features)``, C-contiguous, in input order."""
-        check_is_fitted(self)
+        """Featurize ``X``: a C-contiguous ``(n_samples, n_features)`` array (``dtype``, float32 by
+        default) in input order."""
+        plan = self._checked_plan()
         samples = self._check_input(X)
-        requests = self._requests()
-        blocks = self._features(samples, requests, self._extra_requests())
-        if not samples:
-            widths = self._widths(requests)
-            return np.zeros((0, sum(widths[r] for r in requests)), np.float32)
-        out = np.concatenate([blocks[r] for r in requests], axis=1)
-        return np.ascontiguousarray(out, dtype=np.float32)
+        out = self._raw_features(plan, samples)
+        if self.pca_ is not None:
+            out = self.pca_.transform(out).astype(np.float32)
+        return np.ascontiguousarray(out, dtype=getattr(self, "dtype", "float32"))
 
     def precompute(self, X, layers=None, poolings=None):
         """Fill the cache for every ``layer × pooling`` combination in one backbone pass per sample.
 
         Use it before a grid search over layers/poolings: afterwards every fit and transform of the
-        search is a cache hit. ``layers``/``poolings`` default to the current ``layer``/``pooling``.
-        Returns ``self``.
+        search is a cache hit. ``layers``/``poolings`` default to the fitted ones. Returns ``self``.
         """
         if getattr(self, "cache", None) is None:
             raise ValueError("precompute() stores features in the cache, but cache=None; set cache= to a "
                              "folder or an EmbeddingCache first.")
         if not self.__sklearn_is_fitted__():
             self.fit(X)
+        plan = self._checked_plan()
         samples = self._check_input(X)
-        requests = self._combine_requests(layers, poolings)
-        self._features(samples, requests, [])
+        requests = self._requested(plan, layers, poolings)
+        self._features(plan, samples, requests, [])
         return self
 
+    def content_key(self, sample, index: int = 0) -> str:
+        """The cache key of one sample's content (validated first: a bad sample raises
+        :class:`InvalidSampleError` naming ``index``). Equal keys mean the same input to the model."""
+        return self._sample_key(self._check_sample(index, sample), index)
+
     def get_feature_names_out(self, input_features=None):
-        """``{model}__{layer}__{pooling}_{i}`` for each output column, in output order."""
-        check_is_fitted(self)
-        requests = self._requests()
-        widths = self._widths(requests)
-        prefix = self._feature_prefix()
-        names = []
-        for layer, pooling in requests:
-            stem = f"{prefix}__{layer}__{pooling}"
-            names.extend(f"{stem}_{i}" for i in range(widths[(layer, pooling)]))
+        """``{model}__{layer}__{pooling}_{i}`` for each output column, in output order (``…__pca_{i}``
+        after a PCA; ``{model}__{combine}({layers})__{pooling}_{i}`` when several layers combine)."""
+        plan = self._checked_plan()
+        if self.pca_ is not None:
+            return np.asarray([f"{plan.prefix}__pca_{i}" for i in range(self.pca_.n_components_)], object)
+        blocks = [(f"{r.layer}__{r.pooling}", plan.widths[r]) for r in plan.requests]
+        if plan.combine != "concat":
+            poolings = "+".join(dict.fromkeys(r.pooling for r in plan.requests))
+            layers = "+".join(r.layer for r in plan.requests)
+            blocks = [(f"{plan.combine}({layers})__{poolings}", plan.n_features)]
+        names = [f"{plan.prefix}__{stem}_{i}" for stem, width in blocks for i in range(width)]
         return np.asarray(names, dtype=object)
 
     def __sklearn_is_fitted__(self) -> bool:
-        return getattr(self, "fitted_", False)
+        return "plan_" in self.__dict__
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -163,131 +200,147 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         tags.non_deterministic = False
         return tags
 
-    # -- pickling: the specification, not the runtime ------------------------------------------------
-    def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        return {k: v for k, v in state.items() if not k.startswith("_rt_")}
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "plan_" in self.__dict__:  # the object parameters are new (equal) objects now
+            self.plan_ = refresh_object_tokens(self.plan_, self.get_params(deep=False), self._runtime_params)
 
-    # -- overridable hooks ---------------------------------------------------------------------------
-    def _fit_state(self, X, y) -> None:  # pragma: no cover - every featurizer overrides it
-        self.fitted_ = True
+    # -- the plan ------------------------------------------------------------------------------------
+    def _set_plan(self, plan: Plan) -> None:
+        self.plan_ = plan
+        self.fingerprint_ = plan.fingerprint
+        self.n_features_out_ = plan.n_features
 
-    def _extra_requests(self) -> list:
-        """Requests to fill in the same pass on a cache miss (``cache_layers`` × ``cache_poolings``)."""
-        layers = getattr(self, "cache_layers", None)
-        poolings = getattr(self, "cache_poolings", None)
-        if getattr(self, "cache", None) is None or (layers is None and poolings is None):
-            return []
-        return self._combine_requests(layers, poolings)
+    def _param_snapshot(self) -> dict:
+        return snapshot(self.get_params(deep=False), self._runtime_params)
 
-    def _combine_requests(self, layers, poolings) -> list:
-        if layers is None:
-            layers = self._layer_list()
-        elif not isinstance(layers, (list, tuple)):
+    def _checked_plan(self) -> Plan:
+        check_is_fitted(self)
+        check_unchanged(self.plan_, self.get_params(deep=False), self._runtime_params, type(self).__name__)
+        return self.plan_
+
+    def _requested(self, plan: Plan, layers, poolings) -> list:
+        if layers is None and poolings is None:
+            return list(plan.requests)
+        if layers is not None and not isinstance(layers, (list, tuple)):
             layers = [layers]
-        if poolings is None:
-            poolings = [self.pooling]
-        elif isinstance(poolings, str):
+        if isinstance(poolings, str):
             poolings = [poolings]
-        return list(dict.fromkeys(self._resolve_requests(list(layers), list(poolings))))
+        return list(dict.fromkeys(self._resolve_requests(plan, layers, poolings)))
 
-    def _layer_list(self) -> list:
-        layer = getattr(self, "layer", None)
-        return list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    def _resolve_requests(self, plan: Plan, layers, poolings) -> list:
+        layers = [r.layer for r in plan.requests] if layers is None else layers
+        poolings = list(dict.fromkeys(r.pooling for r in plan.requests)) if poolings is None else poolings
+        return [Request(str(layer), p) for layer, p in itertools.product(layers, poolings)]
 
-    def _resolve_requests(self, layers: list, poolings: list) -> list:
-        """Resolve raw layer specs into requests (subclasses map ints to names)."""
-        return [(str(layer), pooling) for layer, pooling in itertools.product(layers, poolings)]
+    def _extra_requests(self, plan_requests, resolve) -> tuple:
+        """``cache_layers`` × ``cache_poolings`` resolved with ``resolve(layers, poolings)``; empty without
+        a cache or when neither is set."""
+        layers, poolings = getattr(self, "cache_layers", None), getattr(self, "cache_poolings", None)
+        if layers is None and poolings is None:
+            return ()
+        extra = resolve(None if layers is None else list(layers), None if poolings is None else list(poolings))
+        return tuple(r for r in dict.fromkeys(extra) if r not in plan_requests)
 
     # -- input ---------------------------------------------------------------------------------------
     def _check_input(self, X) -> list:
-        samples = as_sample_list(X, what=self._input_what, allow_4d_array=self._input_what == "images")
+        samples = as_sample_list(X, what=self._input_what, image_arrays=self._input_what == "images")
         return [self._check_sample(i, s) for i, s in enumerate(samples)]
 
     def _check_sample(self, index: int, sample):
-        if _is_missing(sample):
-            raise InvalidSampleError(f"Sample {index} is missing (None/NaN).", index=index)
+        if is_missing(sample):
+            raise InvalidSampleError(f"Sample {index} is missing ({sample!r}).", index=index)
         return sample
 
-    # -- cache plumbing ------------------------------------------------------------------------------
-    def _cache(self):
-        cache = getattr(self, "cache", None)
-        if cache is None:
-            return None
-        handle = self.__dict__.get("_rt_cache")
-        if handle is None or self.__dict__.get("_rt_cache_param") is not cache:
-            from .cache import resolve_cache
-
-            handle = resolve_cache(cache)
-            self._rt_cache, self._rt_cache_param = handle, cache
-        return handle
-
-    def _namespace(self, request) -> str:
-        from .cache._keys import fingerprint
-
-        spec = dict(self._fingerprint())
-        spec.update(layer=request[0], pooling=request[1], skfeaturize=__version__.rsplit(".", 1)[0])
-        return fingerprint(spec)
-
-    def _namespace_description(self, request) -> dict:
-        desc = {k: v for k, v in self._fingerprint().items() if isinstance(v, (str, int, float, bool))}
-        desc.update(layer=request[0], pooling=request[1])
-        return desc
-
-    def _features(self, samples: list, requests: list, extra: list) -> dict:
-        """Per request, an ``(n_samples, d)`` float32 block: cache hits plus computed misses."""
+    # -- features ------------------------------------------------------------------------------------
+    def _raw_features(self, plan: Plan, samples: list) -> np.ndarray:
+        """The output before PCA: requests computed (or read from the cache) and combined."""
         if not samples:
-            return {}
-        cache = self._cache()
+            return np.zeros((0, plan.n_features), np.float32)
+        blocks = self._features(plan, samples, list(plan.requests), list(plan.extra))
+        parts = [blocks[r] for r in plan.requests]
+        if plan.combine == "concat":
+            out = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        else:
+            out = np.sum(np.stack(parts).astype(np.float64), axis=0)
+            if plan.combine == "mean":
+                out /= len(parts)
+        return self._finish(plan, out.astype(np.float32, copy=False))
+
+    def _finish(self, plan: Plan, out: np.ndarray) -> np.ndarray:
+        """A last step over the combined output (e.g. L2 normalisation); identity by default."""
+        return out
+
+    def _cache(self, plan: Plan):
+        if getattr(self, "cache", None) is None:
+            return None
+        if plan.cache_refusal is not None:
+            warnings.warn(f"{type(self).__name__}: not caching: {plan.cache_refusal}. Features are computed "
+                          "every time; give a parameter whose identity can be established to use the cache.",
+                          UncachedWarning, stacklevel=4)
+            return None
+        from .cache import resolve_cache
+
+        return resolve_cache(self.cache)
+
+    def _features(self, plan: Plan, samples: list, requests: list, extra: list) -> dict:
+        """Per request, an ``(n_samples, width)`` float32 block: cache hits plus computed misses."""
+        cache = self._cache(plan)
         if cache is None:
-            computed = self._compute(samples, requests, list(range(len(samples))))
-            self._remember_widths(computed)
-            return computed
-        keys = [self._sample_key(i, s) for i, s in enumerate(samples)]
-        first_index = {}
+            computed = self._compute_checked(plan, samples, requests, list(range(len(samples))))
+            return {r: computed[r] for r in requests}
+        keys = [self._sample_key(s, i) for i, s in enumerate(samples)]
+        first = {}
         for i, k in enumerate(keys):
-            first_index.setdefault(k, i)
-        unique = list(first_index)
-        spaces = {r: self._namespace(r) for r in requests}
-        found = {r: cache.get_many(spaces[r], unique) for r in requests}
+            first.setdefault(k, i)
+        unique = list(first)
+        found = {r: cache.get_many(plan.namespace(r), unique) for r in requests}
         missing = [k for k in unique if any(k not in found[r] for r in requests)]
         if missing:
-            todo = list(dict.fromkeys(list(requests) + [e for e in extra if e not in requests]))
-            miss_samples = [samples[first_index[k]] for k in missing]
-            computed = self._compute(miss_samples, todo, [first_index[k] for k in missing])
-            self._remember_widths(computed)
+            todo = list(dict.fromkeys(requests + [e for e in extra if e not in requests]))
+            rows = [first[k] for k in missing]
+            computed = self._compute_checked(plan, [samples[i] for i in rows], todo, rows)
             for r in todo:
-                ns = spaces.get(r) or self._namespace(r)
                 block = cache.roundtrip(computed[r])
-                cache.put_many(ns, missing, block, description=self._namespace_description(r))
+                cache.put_many(plan.namespace(r), missing, block, description=plan.description(r))
                 if r in found:
                     found[r].update(zip(missing, block, strict=True))
-        out = {r: np.stack([found[r][k] for k in keys]).astype(np.float32, copy=False) for r in requests}
-        self._remember_widths(out)  # all hits: the widths are only known from the stored vectors
-        return out
+        return {r: np.stack([found[r][k] for k in keys]).astype(np.float32, copy=False) for r in requests}
 
-    # -- output widths (for feature names before/without a transform) -------------------------------
-    def _remember_widths(self, blocks: dict) -> None:
-        memo = self.__dict__.setdefault("_rt_widths", {})
-        for r, block in blocks.items():
-            memo[self._namespace(r)] = int(block.shape[1])
-
-    def _widths(self, requests) -> dict:
-        memo = self.__dict__.setdefault("_rt_widths", {})
-        out, unknown = {}, []
-        cache = self._cache()
+    def _compute_checked(self, plan: Plan, samples: list, requests: list, indices: list) -> dict:
+        """``_compute``, then two guarantees: every block has the planned width, and no non-finite row is
+        returned (or cached): a NaN/inf row raises an error naming its sample."""
+        computed = self._compute(plan, samples, requests, indices)
         for r in requests:
-            ns = self._namespace(r)
-            if ns not in memo and cache is not None:
-                dim = cache.dim(ns)
-                if dim is not None:
-                    memo[ns] = dim
-            if ns in memo:
-                out[r] = memo[ns]
-            else:
-                unknown.append(r)
-        if unknown:
-            probed = self._probe_widths(unknown)
-            for r in unknown:
-                memo[self._namespace(r)] = out[r] = int(probed[r])
-        return out
+            block = computed[r]
+            width = plan.widths.get(r, block.shape[1] if block.ndim == 2 else None)
+            if block.shape != (len(samples), width):
+                raise RuntimeError(f"{type(self).__name__}: request {tuple(r)} gave shape {block.shape}, "
+                                   f"planned ({len(samples)}, {width}): does the preprocessing give inputs "
+                                   "of one fixed size?")
+            bad = ~np.isfinite(block).all(axis=1)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise InvalidSampleError(
+                    f"Sample {indices[row]}: the model gave non-finite values (NaN or inf) for layer "
+                    f"{r.layer!r}, pooling {r.pooling!r}"
+                    + (" — reduced precision overflowed? try precision='fp32'" if getattr(
+                        self, "precision_", "fp32") != "fp32" else "")
+                    + f"; {int(bad.sum())} of {len(samples)} samples affected. Nothing was cached.",
+                    index=indices[row])
+        return computed
+
+    def _fit_pca(self, X) -> None:
+        from sklearn.decomposition import PCA
+
+        if X is None:
+            raise ValueError("n_components= fits a PCA on the training features; call fit(X) with the "
+                             "training samples, not fit(None).")
+        plan = self.plan_
+        feats = self._raw_features(plan, self._check_input(X))
+        n = int(self.n_components)
+        if n > min(feats.shape):
+            raise ValueError(f"n_components={n} must be <= min(n_samples, n_features) = "
+                             f"{min(feats.shape)} for these {feats.shape[0]} training samples.")
+        self.pca_ = PCA(n_components=n, svd_solver="full").fit(feats.astype(np.float64))
+        self.n_features_out_ = n

@@ -26,6 +26,17 @@ class InvalidSampleError(SkfeaturizeError, ValueError):
         return (type(self), (self.args[0], self.index))
 
 
+class RefitRequiredError(SkfeaturizeError, ValueError, AttributeError):
+    """A parameter that decides the numbers changed after ``fit`` (``set_params`` does not refit, and a
+    module's weights edited in place are a changed parameter): call ``fit`` again. Its bases are those of
+    scikit-learn's ``NotFittedError`` (not imported here, to keep ``import skfeaturize`` cheap)."""
+
+
+class UncachedWarning(UserWarning):
+    """A featurizer with ``cache=`` cannot cache: part of its parameters (a callable, an object) cannot be
+    identified safely, so a cached vector could belong to another computation. It computes without the cache."""
+
+
 class WeightsNotFoundError(SkfeaturizeError, FileNotFoundError):
     """Pretrained weights are not available locally (and cannot be downloaded)."""
 

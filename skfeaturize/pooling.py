@@ -8,12 +8,13 @@ kind          shape                pooling names
 feature map   ``(N, C, H, W)``     ``avg`` (= ``mean``), ``max``, ``gem``, ``avgmax``, ``flatten``
 tokens        ``(N, T, D)``        ``cls``, ``mean`` (= ``avg``; patch tokens only), ``cls+mean``,
                                    ``max`` (patch tokens), ``gem`` (patch tokens), ``flatten``
-vector        ``(N, D)``           any name: the output is already one vector per sample
+vector        ``(N, D)``           ``none``: the output is already one vector per sample
 sequence      ``(N, L, D)`` + mask ``mean``, ``cls``, ``max``, ``last`` (text; padding never counts)
 ============  ===================  ================================================================
 
 ``auto`` picks the backbone's own choice: ``avg`` for feature maps, ``cls`` for tokens when the model has
-a class token (else ``mean``), and the identity for vectors.
+a class token (else ``mean``); a vector layer's pooling always resolves to ``none``
+(:func:`resolve_image_pooling`), so a grid over poolings shares its cache entries.
 """
 
 from __future__ import annotations
@@ -111,33 +112,48 @@ def pool_sequence(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.T
     raise ValueError(f"pooling={how!r} does not apply to text; choose one of {SEQUENCE_POOLINGS}")
 
 
-def pool_output(x: torch.Tensor, how: str, *, layout: str = "NCHW", num_prefix_tokens: int = 0):
-    """Pool any image-backbone output by its shape: feature map, tokens or vector.
+def resolve_image_pooling(kind: str, pooling: str, prefix_tokens: int, layer: str) -> str:
+    """The pooling a request of a layer of ``kind`` really uses: ``auto`` resolved, ``"none"`` for a
+    vector (used as it is), and an error when the pooling does not apply to the layer."""
+    if kind == "vector":
+        return "none"
+    if kind == "map":
+        how = "avg" if pooling == "auto" else pooling
+        allowed = FEATURE_MAP_POOLINGS
+    elif kind == "tokens":
+        how = ("cls" if prefix_tokens > 0 else "mean") if pooling == "auto" else pooling
+        allowed = TOKEN_POOLINGS
+        if how in ("cls", "cls+mean") and prefix_tokens < 1:
+            raise ValueError(f"pooling={pooling!r} needs a class token, but layer {layer!r} has none; use "
+                             "pooling='mean' instead.")
+    else:
+        raise ValueError(f"Layer {layer!r} gives an output that cannot be pooled (not a feature map, tokens "
+                         "or a vector); pick another layer.")
+    if how not in allowed:
+        what = "feature map" if kind == "map" else kind
+        raise ValueError(f"pooling={pooling!r} does not apply to layer {layer!r}, a {what}; choose one of "
+                         f"{list(allowed)}.")
+    return how
 
-    Returns ``(pooled, used)`` where ``used`` is the pooling actually applied (``"none"`` for a vector,
-    the resolved name for ``"auto"``).
-    """
-    if isinstance(x, (tuple, list)):
-        x = x[0]
-    if x.ndim == 2:
-        return x, "none"
-    if x.ndim == 4:
-        if layout == "NHWC":
-            x = x.permute(0, 3, 1, 2)
-        how = "avg" if how == "auto" else how
-        if how not in FEATURE_MAP_POOLINGS:
-            raise ValueError(
-                f"pooling={how!r} does not apply to a feature map of shape {tuple(x.shape)}; "
-                f"choose one of {FEATURE_MAP_POOLINGS}"
-            )
-        return pool_feature_map(x, how), how
-    if x.ndim == 3:
-        if how == "auto":
-            how = "cls" if num_prefix_tokens > 0 else "mean"
-        if how not in TOKEN_POOLINGS:
-            raise ValueError(
-                f"pooling={how!r} does not apply to tokens of shape {tuple(x.shape)}; "
-                f"choose one of {TOKEN_POOLINGS}"
-            )
-        return pool_tokens(x, how, num_prefix_tokens), how
-    raise ValueError(f"cannot pool an output of shape {tuple(x.shape)}; expected 2, 3 or 4 dims")
+
+def pooled_width(kind: str, shape: tuple, pooling: str, layout: str = "NCHW") -> int:
+    """Features after ``pooling`` (resolved) of one sample's output of ``shape``."""
+    if kind == "vector" or pooling == "none":
+        return int(shape[0])
+    if pooling == "flatten":
+        n = 1
+        for s in shape:
+            n *= int(s)
+        return n
+    channels = int(shape[-1] if kind == "tokens" or layout == "NHWC" else shape[0])
+    return 2 * channels if pooling in ("avgmax", "cls+mean") else channels
+
+
+def pool_image(x: torch.Tensor, kind: str, pooling: str, *, layout: str = "NCHW",
+               prefix_tokens: int = 0) -> torch.Tensor:
+    """Pool an image backbone's raw output of a known ``kind`` with a resolved ``pooling``."""
+    if kind == "vector" or pooling == "none":
+        return x.flatten(1)
+    if kind == "map":
+        return pool_feature_map(x.permute(0, 3, 1, 2) if layout == "NHWC" else x, pooling)
+    return pool_tokens(x, pooling, prefix_tokens)

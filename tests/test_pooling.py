@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from skfeaturize.pooling import pool_feature_map, pool_output, pool_sequence, pool_tokens
+from skfeaturize.pooling import (
+    pool_feature_map,
+    pool_image,
+    pool_sequence,
+    pool_tokens,
+    pooled_width,
+    resolve_image_pooling,
+)
 
 
 @pytest.fixture
@@ -46,18 +53,25 @@ def test_sequence_pooling_ignores_padding_right_and_left():
         pool_sequence(h, right, "gem")
 
 
-def test_pool_output_dispatch_and_errors(fmap):
-    v, used = pool_output(torch.ones(2, 7), "gem")
-    assert used == "none" and v.shape == (2, 7)
-    _, used = pool_output(fmap, "auto")
-    assert used == "avg"
+def test_image_pooling_resolution_widths_and_dispatch(fmap):
+    assert resolve_image_pooling("vector", "gem", 0, "pre_logits") == "none"
+    assert torch.equal(pool_image(torch.ones(2, 7), "vector", "none"), torch.ones(2, 7))
+    assert resolve_image_pooling("map", "auto", 0, "layer1") == "avg"
+    assert resolve_image_pooling("tokens", "auto", 1, "blocks.0") == "cls"
+    assert resolve_image_pooling("tokens", "auto", 0, "blocks.0") == "mean"
     nhwc = fmap.permute(0, 2, 3, 1)
-    assert torch.allclose(pool_output(nhwc, "avg", layout="NHWC")[0], fmap.mean((2, 3)))
-    _, used = pool_output(torch.ones(2, 5, 3), "auto", num_prefix_tokens=1)
-    assert used == "cls"
-    with pytest.raises(ValueError, match="does not apply to a feature map"):
-        pool_output(fmap, "cls")
-    with pytest.raises(ValueError, match="does not apply to tokens"):
-        pool_output(torch.ones(2, 5, 3), "avgmax")
-    with pytest.raises(ValueError, match="cannot pool an output of shape"):
-        pool_output(torch.ones(2, 3, 4, 5, 6), "avg")
+    assert torch.allclose(pool_image(nhwc, "map", "avg", layout="NHWC"), fmap.mean((2, 3)))
+    c, h, w = fmap.shape[1:]
+    assert pooled_width("map", (c, h, w), "avgmax") == 2 * c
+    assert pooled_width("map", (h, w, c), "gem", "NHWC") == c
+    assert pooled_width("map", (c, h, w), "flatten") == c * h * w
+    assert pooled_width("tokens", (5, 3), "cls+mean") == 6
+    assert pooled_width("vector", (9,), "none") == 9
+    with pytest.raises(ValueError, match="pooling='cls' does not apply to layer 'layer1', a feature map"):
+        resolve_image_pooling("map", "cls", 0, "layer1")
+    with pytest.raises(ValueError, match="does not apply to layer 'blocks.0', a tokens"):
+        resolve_image_pooling("tokens", "avgmax", 1, "blocks.0")
+    with pytest.raises(ValueError, match="needs a class token, but layer 'blocks.0' has none"):
+        resolve_image_pooling("tokens", "cls", 0, "blocks.0")
+    with pytest.raises(ValueError, match="cannot be pooled"):
+        resolve_image_pooling("other", "avg", 0, "attn")

@@ -18,6 +18,14 @@ def looks_like_path(weights) -> bool:
     )
 
 
+def checkpoint_path(weights) -> str:
+    """The expanded path of a checkpoint file, which must exist."""
+    path = os.path.expanduser(os.fspath(weights))
+    if not os.path.isfile(path):
+        raise WeightsNotFoundError(f"Checkpoint file not found: {path!r}")
+    return path
+
+
 def read_state_dict(path: str | os.PathLike) -> dict:
     """Read a state dict: safetensors, or ``torch.load(weights_only=True)``, never an unrestricted pickle."""
     import torch

@@ -36,6 +36,7 @@ class STConfig:
     normalize: bool = False
     max_seq_length: int | None = None
     do_lower_case: bool = False
+    head_width: int | None = None  # features out of the head (last Dense, else Pooling); None: unknown
 
     @property
     def own_pooling(self) -> str | None:
@@ -74,6 +75,12 @@ def read_config(model, revision: str | None = None) -> STConfig | None:
             if modes is None:
                 modes = [name for key, name in _LEGACY_KEYS.items() if pc.get(key)]
             cfg.pooling_modes = [modes] if isinstance(modes, str) else list(modes)
+            dim = pc.get("word_embedding_dimension")
+            cfg.head_width = int(dim) * len(cfg.pooling_modes) if isinstance(dim, int) else None
+        elif kind == "Dense":
+            dc = hf.read_json(model, f"{path}/config.json" if path else "config.json", revision) or {}
+            out = dc.get("out_features")
+            cfg.head_width = int(out) if isinstance(out, int) else None
         elif kind == "Normalize":
             cfg.normalize = True
         elif kind == "Transformer":

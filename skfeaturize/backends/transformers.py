@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 
 from ..exceptions import WeightsNotFoundError
 
@@ -175,3 +176,93 @@ def identity(model, revision: str | None = None) -> str:
     except Exception:  # noqa: BLE001 - no cache: fall back to the revision asked for
         commit = None
     return f"hub:{model_ref(model)}@{commit or revision or 'main'}"
+
+
+# -- the text backend ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model's configuration files say (no weights)."""
+
+    n_layers: int
+    hidden: int
+    max_positions: int | None
+    model_max_length: int | None
+    st: object  # sentence_transformers.STConfig or None
+
+
+@dataclass
+class Runtime:
+    """A loaded encoder: the network, its tokenizer, a sentence-transformers head (or None), the special
+    tokens around one sequence, and which optional inputs its forward takes."""
+
+    net: object
+    tokenizer: object
+    head: object
+    prefix: list
+    suffix: list
+    pass_positions: bool
+    pass_token_types: bool
+
+
+class TransformersBackend:
+    """A Hugging Face encoder by hub id or folder, with its sentence-transformers configuration if any.
+
+    The same small interface as the image backends: ``identity()``, ``info()`` (the layers: hidden states
+    ``0 … L``), ``load(device)`` through the process-wide loader cache."""
+
+    source = "transformers"
+
+    def __init__(self, model, revision=None, trust_remote_code=False):
+        self.model, self.revision, self.trust_remote_code = model, revision, bool(trust_remote_code)
+
+    @property
+    def label(self) -> str:
+        return os.fspath(self.model)
+
+    def _spec(self) -> dict:
+        return {"model": model_ref(self.model), "revision": self.revision, "remote": self.trust_remote_code}
+
+    def info(self) -> ModelInfo:
+        from .._loader import load, loader_key
+
+        return load(loader_key("text-info", **self._spec()), self._read_info)
+
+    def _read_info(self) -> ModelInfo:
+        from . import sentence_transformers as st_backend
+
+        config = load_config(self.model, self.revision, self.trust_remote_code)
+        mml = (read_json(self.model, "tokenizer_config.json", self.revision) or {}).get("model_max_length")
+        return ModelInfo(n_layers=num_hidden_layers(config), hidden=hidden_size(config),
+                         max_positions=max_positions(config),
+                         model_max_length=int(mml) if isinstance(mml, (int, float)) and mml < 1e6 else None,
+                         st=st_backend.read_config(self.model, self.revision))
+
+    def identity(self) -> str:
+        return identity(self.model, self.revision)
+
+    def needs_st_head(self) -> bool:
+        st = self.info().st
+        return st is not None and st.own_pooling is None
+
+    def load(self, device) -> Runtime:
+        from .._loader import load, loader_key
+
+        key = loader_key("text-weights", device=str(device), st_head=self.needs_st_head(), **self._spec())
+        return load(key, lambda: self._build(device))
+
+    def _build(self, device) -> Runtime:
+        from . import sentence_transformers as st_backend
+
+        if self.needs_st_head():
+            net, tokenizer, head = st_backend.load_head(self.model, self.revision, self.trust_remote_code,
+                                                        device)
+        else:
+            net = load_model(self.model, self.revision, self.trust_remote_code)
+            tokenizer = load_tokenizer(self.model, self.revision, self.trust_remote_code)
+            head = None
+        net = net.to(device).eval()
+        prefix, suffix = special_tokens(tokenizer)
+        return Runtime(net=net, tokenizer=tokenizer, head=head, prefix=prefix, suffix=suffix,
+                       pass_positions=forward_accepts(net, "position_ids"),
+                       pass_token_types=forward_accepts(net, "token_type_ids"))

@@ -2,8 +2,12 @@
 
 A cache entry is addressed by ``(namespace, key)``:
 
-* ``key`` hashes the sample's content only (file bytes, array bytes with shape and dtype, NFC-normalised
-  text, token lists), never its path or position, so a renamed file still hits and a changed file misses;
+* ``key`` hashes the sample's content only (file bytes, array bytes with shape and dtype, text, token
+  lists), never its path or position, so a renamed file still hits and a changed file misses. Two samples
+  share a key only if the model sees the same input: a text featurizer keys the text exactly as given (a
+  cased tokenizer sees "café" composed and decomposed differently), the word featurizer, which
+  NFC-normalises before tokenizing, keys the NFC form; token lists are length-prefixed, so
+  ``['a\x1fb']`` is not ``['a', 'b']``; lone surrogates are encoded with ``surrogatepass``;
 * ``namespace`` hashes a fingerprint of everything that changes the vector: backbone, weights identity,
   preprocessing, precision, layer, pooling, and the library versions where they change features.
 """
@@ -43,20 +47,32 @@ def hash_file(path: str | os.PathLike) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """Unicode NFC: "café" composed and decomposed are the same text (and the same cache key)."""
+    """Unicode NFC: "café" composed and decomposed become the same text."""
     return unicodedata.normalize("NFC", text)
 
 
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # valid text: plain UTF-8; lone surrogates round-trip
+
+
 def hash_text(text: str) -> str:
-    return hash_bytes(normalize_text(text).encode("utf-8"), tag=b"text")
+    """Key of a text exactly as given."""
+    return hash_bytes(_utf8(text), tag=b"text")
+
+
+def hash_nfc_text(text: str) -> str:
+    """Key of a text that is NFC-normalised before anything sees it (composed = decomposed)."""
+    return hash_bytes(_utf8(normalize_text(text)), tag=b"text-nfc")
 
 
 def hash_tokens(tokens: Sequence[str]) -> str:
+    """Key of a token list, NFC-normalised per token, each token length-prefixed (unambiguous)."""
     h = _h()
-    h.update(b"tokens\0")
+    h.update(b"tokens-v2\0")
     for t in tokens:
-        h.update(normalize_text(str(t)).encode("utf-8"))
-        h.update(b"\x1f")
+        data = _utf8(normalize_text(str(t)))
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
     return h.hexdigest()
 
 
@@ -91,9 +107,10 @@ _FILE_HASHES: dict[tuple, str] = {}
 
 
 def file_identity(path: str | os.PathLike) -> str:
-    """Content hash of a (weights) file, memoised on (path, size, mtime) so it is computed once."""
+    """Content hash of a (weights) file, memoised on its path, inode, size and modification and change
+    times, so it is computed once per version of the file."""
     st = os.stat(path)
-    memo_key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    memo_key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if memo_key not in _FILE_HASHES:
         _FILE_HASHES[memo_key] = hash_file(path)
     return _FILE_HASHES[memo_key]

@@ -8,47 +8,16 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..base import BaseFeaturizer
+from .._constraints import Device, ModelOrModule
+from .._plan import COMBINES, Plan, Request
+from ..base import OUTPUT_DTYPES, BaseFeaturizer
+from ..cache import EmbeddingCache
 from ..exceptions import InvalidSampleError
 from ..pooling import IMAGE_POOLINGS
 from . import _io
 
-_SPECS: dict = {}
-_TIMM_TRANSFORMS: dict = {}  # timm model name (with tag) → its eval preprocessing, shared by clones
-
-
-def _split_backbone(backbone: str) -> tuple[str, str]:
-    """``"timm:name"``/``"torchvision:name"`` → (source, name); a bare name: torchvision first, then timm."""
-    from ..backends import timm as timm_backend
-    from ..backends import torchvision as tv_backend
-
-    if ":" in backbone:
-        source, name = backbone.split(":", 1)
-        if source not in ("timm", "torchvision"):
-            raise ValueError(f"backbone={backbone!r}: unknown source {source!r}; use 'timm:NAME', "
-                             "'torchvision:NAME', a bare model name, or a torch.nn.Module.")
-        known = timm_backend.has_model(name) if source == "timm" else tv_backend.has_model(name)
-        if not known:
-            _raise_unknown(backbone, name)
-        return source, name
-    if tv_backend.has_model(backbone):
-        return "torchvision", backbone
-    if timm_backend.has_model(backbone):
-        return "timm", backbone
-    _raise_unknown(backbone, backbone)
-
-
-def _raise_unknown(backbone, name):
-    import difflib
-
-    from ..backends import torchvision as tv_backend
-
-    timm = __import__("timm")
-    pool = tv_backend.list_models() + timm.list_models()
-    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"backbone={backbone!r} is neither a torchvision nor a timm model.{hint} "
-                     "timm.list_models('*pattern*') lists timm's models.")
+PROBE_SIZE = (256, 256)
+"""The dummy image that tells a preprocessing's output shape at fit (crops make it the model's input)."""
 
 
 class ImageFeaturizer(BaseFeaturizer):
@@ -59,26 +28,35 @@ class ImageFeaturizer(BaseFeaturizer):
     backbone : str or torch.nn.Module, default="resnet50"
         A torchvision classification model name (``"resnet50"``), a timm model name
         (``"timm:vit_small_patch16_224"``, or a bare name torchvision does not know), or a module.
-        A bare name known to both libraries means torchvision's.
+        A bare name known to both libraries means torchvision's. A module that is a torchvision or timm
+        model keeps its library's layers; any other module is tapped at its FX nodes (or, when it does not
+        trace, with forward hooks) and has no ``layer=-1``.
     weights : str, path, bool or None, default="DEFAULT"
         torchvision: a weights name (``"DEFAULT"``, ``"IMAGENET1K_V2"``); timm: ``"DEFAULT"``/``True`` or
         a pretrained tag (``"augreg_in21k"``); a local checkpoint file (safetensors, or a state dict read
         with ``torch.load(weights_only=True)``); or ``None`` for a seeded random initialisation.
         Ignored when ``backbone`` is a module (its own weights are used).
     layer : int, str or list, default=-1
-        An int indexes the backbone's feature layers (stages/blocks, then ``"pre_logits"``); ``-1`` is
-        the standard pre-logits embedding. A str is a module path or ``"pre_logits"``. A list
-        concatenates its layers' pooled outputs in the order given. ``list_layers()`` shows all.
+        An int indexes the backbone's standard list (stages/blocks, then ``"pre_logits"``); ``-1`` is the
+        pre-logits embedding the library defines (torchvision: the input of the classifier's last Linear
+        after global pooling; timm: ``forward_head(pre_logits=True)``). A str is any layer name that
+        ``list_layers()`` shows (torchvision FX nodes such as ``"layer2.1.relu_1"``, timm module paths,
+        ``"output"`` for a user module). A list takes several layers in one pass, combined by ``combine``.
     pooling : str, default="auto"
         Feature maps: ``avg``, ``max``, ``gem``, ``avgmax``, ``flatten``. Tokens: ``cls``, ``mean``
         (patch tokens only), ``cls+mean``, ``max``, ``gem``, ``flatten``. ``auto``: ``avg`` for maps,
-        the class token for ViTs. Vectors such as ``pre_logits`` are used as they are.
+        the class token for ViTs. Vectors such as ``pre_logits`` are used as they are (``"none"``).
+    combine : {"concat", "mean", "sum"}, default="concat"
+        How the layers of a list make one vector: concatenated in the order given, or their pooled vectors
+        averaged/summed (layers of equal width).
     preprocess : "auto" or callable, default="auto"
-        Preprocessing. ``"auto"`` uses the weights' own (torchvision ``weights.transforms()``, timm's data
-        config). A callable receives an RGB PIL image and returns a ``(3, H, W)`` float tensor.
+        ``"auto"`` uses the weights' own preprocessing (torchvision ``weights.transforms()``, timm's data
+        config; resize 256, crop 224, ImageNet normalisation for other modules). A callable receives an RGB
+        PIL image and returns a ``(3, H, W)`` float tensor; its code, defaults and closure values are part
+        of the cache identity (one that cannot be identified is not cached, with a warning).
     batch_size : int, default=32
     device : str, default="auto"
-        ``"auto"``: cuda, then mps, then cpu.
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``; ``"auto"``: cuda, then mps, then cpu.
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
         ``"auto"``: bf16 (or fp16) autocast on CUDA, fp32 elsewhere.
     num_workers : int, default=0
@@ -88,43 +66,60 @@ class ImageFeaturizer(BaseFeaturizer):
     cache_layers, cache_poolings : list or None, default=None
         On a cache miss, also compute and store these layers × poolings in the same forward pass, so a
         grid search over them costs one backbone pass per sample.
-    progress : bool, default=False
-        Show a progress bar over batches.
+    n_components : int or None, default=None
+        Reduce the output with a PCA fitted on the training features in ``fit`` (``pca_``).
+    dtype : {"float32", "float16"}, default="float32"
+        Type of the returned array.
+    progress : bool or callable, default=False
+        A progress bar over images, or a callable receiving the number of images just finished.
 
     Attributes
     ----------
+    plan_ : Plan
+        Everything that decides the numbers (requests, widths, identity), resolved in ``fit``.
     layers_ : list of str
         The resolved layer names, in output order.
-    device_ : str
-    precision_ : str
-    backbone_name_ : str
+    poolings_ : list of str
+        The resolved pooling of each layer (``"none"`` for vectors).
+    backend_ : ImageBackend
+        The backbone's source adapter (a specification; weights load on the first transform that needs them).
+    device_, precision_, backbone_name_ : str
+    fingerprint_ : str
+        Hash of everything that decides the output.
+    n_features_out_ : int
+    pca_ : sklearn.decomposition.PCA or None
     """
 
     _input_what = "images"
 
     _parameter_constraints: dict = {
-        "backbone": "no_validation",
+        "backbone": [ModelOrModule()],
         "weights": [str, os.PathLike, bool, None],
         "layer": [Integral, str, list, tuple],
         "pooling": [StrOptions(set(IMAGE_POOLINGS))],
+        "combine": [StrOptions(set(COMBINES))],
         "preprocess": [StrOptions({"auto"}), callable],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",
+        "device": [Device()],
         "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
-        "cache": "no_validation",
+        "cache": [None, str, os.PathLike, EmbeddingCache],
         "cache_layers": [list, tuple, None],
         "cache_poolings": [list, tuple, None],
-        "progress": ["boolean"],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "dtype": [StrOptions(set(OUTPUT_DTYPES))],
+        "progress": ["boolean", callable],
     }
 
-    def __init__(self, backbone="resnet50", *, weights="DEFAULT", layer=-1, pooling="auto",
+    def __init__(self, backbone="resnet50", *, weights="DEFAULT", layer=-1, pooling="auto", combine="concat",
                  preprocess="auto", batch_size=32, device="auto", precision="auto", num_workers=0,
-                 cache=None, cache_layers=None, cache_poolings=None, progress=False):
+                 cache=None, cache_layers=None, cache_poolings=None, n_components=None, dtype="float32",
+                 progress=False):
         self.backbone = backbone
         self.weights = weights
         self.layer = layer
         self.pooling = pooling
+        self.combine = combine
         self.preprocess = preprocess
         self.batch_size = batch_size
         self.device = device
@@ -133,274 +128,151 @@ class ImageFeaturizer(BaseFeaturizer):
         self.cache = cache
         self.cache_layers = cache_layers
         self.cache_poolings = cache_poolings
+        self.n_components = n_components
+        self.dtype = dtype
         self.progress = progress
 
-    # -- backbone identity ---------------------------------------------------------------------------
-    def _source(self) -> tuple[str, str]:
-        if isinstance(self.backbone, str):
-            return _split_backbone(self.backbone)
-        from torch import nn
-
-        if not isinstance(self.backbone, nn.Module):
-            raise TypeError(f"backbone must be a model name or a torch.nn.Module; got "
-                            f"{type(self.backbone).__name__}.")
-        return "module", type(self.backbone).__name__
-
-    def _label(self) -> str:
-        return self.backbone if isinstance(self.backbone, str) else type(self.backbone).__name__
-
-    def _spec(self):
-        """Layer names and layout without weights (architecture built on the 'meta' device, cached)."""
-        from ..backends import timm as timm_backend
-        from ..backends import torchvision as tv_backend
-        from ._backbone import BackboneSpec, classifier_name, layer_layouts
-
-        source, name = self._source()
-        key = (source, name) if source != "module" else ("module", id(self.backbone))
-        if key in _SPECS and source != "module":
-            return _SPECS[key]
-        if source == "torchvision":
-            model = tv_backend.build(name, None, meta=True)
-            spec = BackboneSpec(source, name, tv_backend.feature_layers(name, model),
-                                [n for n, _ in model.named_modules() if n], tv_backend.layout(name),
-                                tv_backend.num_prefix_tokens(name), classifier_name(model))
-            spec.layer_layouts = layer_layouts(model, spec.layout)
-        else:
-            model = timm_backend.build(name, None, meta=True) if source == "timm" else self.backbone
-            timm_like = source == "timm" or (hasattr(model, "feature_info")
-                                             and hasattr(model, "forward_head"))
-            if timm_like and source == "module":
-                source = "timm"
-            feature_layers = timm_backend.feature_layers(model)
-            if not feature_layers:  # any nn.Module: its top-level children except the classifier
-                cls = classifier_name(model)
-                feature_layers = [n for n, m in model.named_children() if n != cls]
-            spec = BackboneSpec(source, name, feature_layers, [n for n, _ in model.named_modules() if n],
-                                timm_backend.layout(model), timm_backend.num_prefix_tokens(model),
-                                classifier_name(model))
-            spec.layer_layouts = layer_layouts(model, spec.layout)
-        if key[0] != "module":
-            _SPECS[key] = spec
-        return spec
-
-    def _weights_identity(self) -> str:
-        from ..backends import timm as timm_backend
-        from ..backends import torchvision as tv_backend
-        from ..backends.checkpoints import looks_like_path
-        from ..cache._keys import file_identity
-
-        source, name = self._source()
-        if source == "module":
-            return "module:" + _module_hash(self.backbone)
-        if self.weights is None:
-            return f"random-init:seed0:{source}"
-        if looks_like_path(self.weights):
-            return "file:" + file_identity(os.path.expanduser(os.fspath(self.weights)))
-        if source == "torchvision":
-            return tv_backend.weights_identity(name, self.weights)
-        return timm_backend.weights_identity(name, self.weights)
-
-    def _fingerprint(self) -> dict:
-        memo = self.__dict__.setdefault("_rt_fingerprints", {})
-        key = (id(self.backbone), str(self.weights), id(self.preprocess) if callable(self.preprocess)
-               else self.preprocess, self.precision_)
-        if key not in memo:
-            memo[key] = {
-                "backbone": self._label(),
-                "weights": self._weights_identity(),
-                "transform": _transform_identity(self._transform_obj()),
-                "precision": self.precision_,
-            }
-        return memo[key]
-
-    # -- fit -----------------------------------------------------------------------------------------
-    def _fit_state(self, X, y) -> None:
+    # -- the plan ------------------------------------------------------------------------------------
+    def _make_plan(self, X, y) -> Plan:
+        from .._identity import Unidentifiable, identity_digest
         from .._torch import resolve_device, resolve_precision
+        from ..backends import image_backend
 
-        layers = self._layer_list()
+        layers = list(self.layer) if isinstance(self.layer, (list, tuple)) else [self.layer]
         if not layers:
             raise ValueError("layer=[] selects nothing; give at least one layer.")
-        for layer in layers:
-            if isinstance(layer, bool) or not isinstance(layer, (Integral, str)):
-                raise TypeError(f"layer entries must be ints or strs; got {layer!r}.")
-        spec = self._spec()
+        backend = image_backend(self.backbone, self.weights)
+        transform = backend.preprocessing() if self.preprocess == "auto" else self.preprocess
+        input_shape = self._input_shape(transform)
         device = resolve_device(self.device)
-        self.device_ = str(device)
+        self.backend_, self.device_ = backend, str(device)
         self.precision_ = resolve_precision(self.precision, device)
-        self.backbone_name_ = self._label()
-        self.layers_ = [spec.resolve_layer(layer, self._label()) for layer in layers]
-        self.fitted_ = True
+        self.backbone_name_ = backend.label
+        refusal = None
+        try:
+            preprocess_id = identity_digest(transform)
+        except Unidentifiable as e:
+            preprocess_id, refusal = "unidentified", f"the preprocess callable cannot be identified ({e})"
+        identity = {**backend.identity(), "preprocess": preprocess_id, "precision": self.precision_}
+        requests = self._resolve(backend, input_shape, layers, [self.pooling])
+        extra = self._extra_requests(requests, lambda ls, ps: self._resolve(
+            backend, input_shape, ls if ls is not None else layers, ps if ps is not None else [self.pooling]))
+        widths = {r: self._width(backend, input_shape, r) for r in requests + list(extra)}
+        self._check_combine(requests, widths)
+        self.layers_ = [r.layer for r in requests]
+        self.poolings_ = [r.pooling for r in requests]
+        return Plan(requests=tuple(requests), widths=widths, identity=identity, params=self._param_snapshot(),
+                    extra=extra, combine=self.combine, prefix=self._prefix(backend), cache_refusal=refusal)
 
-    def _requests(self) -> list:
-        return [(layer, self.pooling) for layer in self.layers_]
+    @staticmethod
+    def _input_shape(transform) -> tuple:
+        from PIL import Image
 
-    def _resolve_requests(self, layers, poolings) -> list:
-        spec = self._spec()
-        for p in poolings:
-            if p not in IMAGE_POOLINGS:
-                raise ValueError(f"pooling={p!r} is not one of {sorted(IMAGE_POOLINGS)}.")
-        names = [spec.resolve_layer(layer, self._label()) for layer in layers]
-        return [(n, p) for n in names for p in poolings]
+        x = transform(Image.new("RGB", PROBE_SIZE, (128, 128, 128)))
+        if getattr(x, "ndim", None) != 3:
+            raise ValueError(f"preprocess must turn an RGB PIL image into a (3, H, W) tensor; it returned "
+                             f"{type(x).__name__} of shape {getattr(x, 'shape', None)}.")
+        return tuple(int(s) for s in x.shape)
 
-    def _feature_prefix(self) -> str:
-        return self._source()[1].replace(":", "_")
+    def _resolve(self, backend, input_shape, layers, poolings) -> list:
+        from ..pooling import resolve_image_pooling
 
-    # -- loading -------------------------------------------------------------------------------------
-    def _transform_obj(self):
-        """The preprocessing, resolved without loading weights (timm's data config of a meta model)."""
-        if self.preprocess != "auto":
-            return self.preprocess
-        memo_key = (self._label(), str(self.weights))
-        memo = self.__dict__.get("_rt_transform")
-        if memo is not None and memo[0] == memo_key:
-            return memo[1]
-        from ..backends import timm as timm_backend
-        from ..backends import torchvision as tv_backend
-        from ..backends.checkpoints import looks_like_path
+        out = []
+        for layer in layers:
+            info = backend.resolve(layer, input_shape)
+            for p in poolings:
+                if p not in IMAGE_POOLINGS:
+                    raise ValueError(f"pooling={p!r} is not one of {sorted(IMAGE_POOLINGS)}.")
+                out.append(Request(info.name, resolve_image_pooling(info.kind, p, info.prefix_tokens,
+                                                                     info.name)))
+        return list(dict.fromkeys(out))
 
-        source, name = self._source()
-        if source == "torchvision":
-            transform = tv_backend.transform(name, self.weights)
-        elif source == "timm":
-            tagged = self.weights not in (None, True, "DEFAULT") and not looks_like_path(self.weights)
-            full = f"{name.split('.')[0]}.{self.weights}" if tagged else name
-            if full not in _TIMM_TRANSFORMS:  # a data config needs no weights: read it off a meta model
-                _TIMM_TRANSFORMS[full] = timm_backend.transform(timm_backend.build(full, None, meta=True))
-            transform = _TIMM_TRANSFORMS[full]
-        elif self._spec().source == "timm":
-            transform = timm_backend.transform(self.backbone)
-        else:
-            transform = _default_transform()
-        self._rt_transform = (memo_key, transform)
-        return transform
+    @staticmethod
+    def _width(backend, input_shape, request: Request) -> int:
+        from ..pooling import pooled_width
 
-    def _load(self):
-        """The loaded backbone (process-wide cache; clones share it)."""
-        from .._torch import cached_load, resolve_device
+        info = backend.resolve(request.layer, input_shape)
+        return pooled_width(info.kind, info.shape, request.pooling, info.layout)
 
-        device = resolve_device(self.device)
-        source, name = self._source()
-        weights_key = self.weights if not isinstance(self.weights, os.PathLike) else os.fspath(self.weights)
-        key = ("image", source, name, weights_key, str(device)) if source != "module" else None
-        if key is None:
-            memo = self.__dict__.get("_rt_module_backbone")
-            if memo is None or memo[0] is not self.backbone or memo[1] != str(device):
-                self._rt_module_backbone = (self.backbone, str(device), self._build(device))
-            return self._rt_module_backbone[2]
-        return cached_load(key, lambda: self._build(device))
+    def _check_combine(self, requests, widths) -> None:
+        if self.combine == "concat" or len({widths[r] for r in requests}) == 1:
+            return
+        shown = ", ".join(f"{r.layer}: {widths[r]}" for r in requests)
+        raise ValueError(f"combine={self.combine!r} averages or sums layers of equal width; these have "
+                         f"different widths ({shown}). Use combine='concat', or layers of one width.")
 
-    def _build(self, device):
-        from ..backends import timm as timm_backend
-        from ..backends import torchvision as tv_backend
-        from ..backends.checkpoints import looks_like_path
-        from ._backbone import Backbone
+    def _resolve_requests(self, plan, layers, poolings) -> list:
+        shape = self._plan_input_shape()
+        layers = self.layers_ if layers is None else layers
+        poolings = [self.pooling] if poolings is None else poolings
+        return self._resolve(self.backend_, shape, layers, poolings)
 
-        source, name = self._source()
-        spec = self._spec()
-        weights = self.weights
-        if weights is not None and looks_like_path(weights):
-            weights = os.path.expanduser(os.fspath(weights))
-        if source == "torchvision":
-            model = tv_backend.build(name, weights)
-        elif source == "timm":
-            model = timm_backend.build(name, weights)
-        else:
-            model = self.backbone
-        transform = self._transform_obj()
-        model = model.to(device)
-        if isinstance(self.backbone, str):
-            model.eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
-        return Backbone(spec=spec, model=model, transform=transform)
+    def _plan_input_shape(self) -> tuple:
+        transform = self.backend_.preprocessing() if self.preprocess == "auto" else self.preprocess
+        return self._input_shape(transform)
+
+    @staticmethod
+    def _prefix(backend) -> str:
+        return backend.label.replace(":", "_").replace("/", "_")
 
     # -- compute -------------------------------------------------------------------------------------
-    def _sample_key(self, index, sample) -> str:
+    def _sample_key(self, sample, index: int) -> str:
         return _io.content_key(sample, index)
 
-    def _compute(self, samples, requests, indices) -> dict:
+    def _compute(self, plan, samples, requests, indices) -> dict:
         import torch
         from torch.utils.data import DataLoader
 
-        from .._torch import OOMBackoff, autocast
-        from ..pooling import pool_output
+        from .._runner import BatchRunner
+        from .._torch import resolve_device
+        from ..pooling import pool_image
 
-        backbone = self._load()
-        device = torch.device(self.device_)
-        transform = self._transform_obj()
-        layers = list(dict.fromkeys(layer for layer, _ in requests))
-        loader = DataLoader(
-            _ImageDataset(samples, indices, transform), batch_size=self.batch_size, shuffle=False,
-            num_workers=self.num_workers, pin_memory=device.type == "cuda",
-            persistent_workers=False,
-        )
-        outputs: dict = {r: [] for r in requests}
-        backoff = OOMBackoff(self.batch_size, device)
-        model = backbone.model
-        was_training = model.training
-        model.eval()
-        batches = loader
-        if self.progress:
-            from tqdm.auto import tqdm
+        device = resolve_device(self.device)
+        taps = self.backend_.load(device)
+        transform = self.backend_.preprocessing() if self.preprocess == "auto" else self.preprocess
+        shape = self._input_shape(transform)
+        infos = {name: self.backend_.resolve(name, shape) for name in dict.fromkeys(r.layer for r in requests)}
+        layers = tuple(infos)
+        loader = DataLoader(_ImageDataset(samples, indices, transform), batch_size=self.batch_size,
+                            shuffle=False, num_workers=self.num_workers, pin_memory=device.type == "cuda",
+                            generator=torch.Generator().manual_seed(0))  # never the global RNG
 
-            batches = tqdm(loader, total=len(loader), unit="batch", desc=self._label())
-        try:
-            with torch.inference_mode():
-                for batch_idx, x in batches:
-                    x = x.to(device, non_blocking=True)
+        def forward(x):
+            raw = self._run_taps(taps, x, layers)
+            return {r: pool_image(raw[r.layer].float(), infos[r.layer].kind, r.pooling,
+                                  layout=infos[r.layer].layout, prefix_tokens=infos[r.layer].prefix_tokens)
+                    for r in requests}
 
-                    def run(a, b, x=x):
-                        with autocast(device, self.precision_):
-                            raw = backbone.forward(x[a:b], layers)
-                        for layer, pooling in requests:
-                            pooled, _ = pool_output(raw[layer].float(), pooling,
-                                                    layout=backbone.spec.layout_of(layer),
-                                                    num_prefix_tokens=backbone.spec.num_prefix_tokens)
-                            outputs[(layer, pooling)].append(pooled.float().cpu())
+        runner = BatchRunner(device, self.precision_, self.batch_size, sample_of=lambda p: indices[p],
+                             progress=self.progress, desc=self.backbone_name_)
+        return runner.run(loader, len(samples), forward, model=taps.model)
 
-                    backoff.run(x.shape[0], run, indices=batch_idx.tolist())
-        finally:
-            model.train(was_training)
-        return {r: torch.cat(outputs[r]).numpy().astype(np.float32, copy=False) for r in requests}
-
-    def _probe_widths(self, requests) -> dict:
-        computed = self._compute([_dummy_image()], requests, [0])
-        return {r: v.shape[1] for r, v in computed.items()}
+    @staticmethod
+    def _run_taps(taps, x, layers):
+        """One backbone forward pass to ``layers`` (the seam tests count passes with)."""
+        return taps.run(x, layers)
 
     # -- discovery -----------------------------------------------------------------------------------
-    def list_layers(self):
-        """Every tappable layer with its output shape, as a pandas DataFrame.
+    def list_layers(self, stages_only: bool = False):
+        """Every tappable layer with its output shape, as a pandas DataFrame (built from the architecture,
+        no weights are loaded).
 
-        ``index`` is the position an int ``layer`` selects (positive / negative). Built with random
-        weights when the featurizer's weights are not local, so it works offline."""
+        ``index`` is the position an int ``layer`` selects (positive / negative); ``stages_only`` keeps the
+        standard list (stages, then ``pre_logits``: what ``layer=-1`` means)."""
         import pandas as pd
-        import torch
-        from sklearn.base import clone
 
-        probe = self
-        if isinstance(self.backbone, str):
-            probe = clone(self).set_params(weights=None, device="cpu", cache=None)
-        backbone = probe._load()
-        x = probe._transform_obj()(_dummy_image())
-        with torch.inference_mode():
-            rows = backbone.probe(tuple(x.shape))
+        from ..backends import image_backend
+
+        backend = image_backend(self.backbone, self.weights)
+        transform = backend.preprocessing() if self.preprocess == "auto" else self.preprocess
+        infos = backend.layers(self._input_shape(transform))
+        n = sum(1 for li in infos if li.index is not None)
+        rows = [{"name": li.name, "index": "" if li.index is None else f"{li.index} / {li.index - n}",
+                 "shape": li.shape, "kind": "feature map" if li.kind == "map" else li.kind}
+                for li in infos if not stages_only or li.index is not None]
+        if stages_only:
+            rows.sort(key=lambda r: int(r["index"].split(" / ")[0]))
         return pd.DataFrame(rows, columns=["name", "index", "shape", "kind"])
-
-
-def _default_transform():
-    """ImageNet preprocessing for a module with no data config: resize 256, center crop 224, normalise."""
-    import torch
-    from torchvision.transforms import v2
-
-    return v2.Compose([v2.PILToTensor(), v2.Resize(256, antialias=True), v2.CenterCrop(224),
-                       v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
-
-
-def _dummy_image():
-    from PIL import Image
-
-    return Image.new("RGB", (256, 256), (128, 128, 128))
 
 
 class _ImageDataset:
@@ -420,34 +292,8 @@ class _ImageDataset:
             x = self.transform(img)
         except Exception as e:  # noqa: BLE001 - name the sample whatever went wrong
             raise InvalidSampleError(
-                f"Sample {index} ({_io.describe(sample)}): preprocessing failed: {e}", index=index
-            ) from e
-        return index, x
+                f"Sample {index} ({_io.describe(sample)}): preprocessing failed: {e}", index=index) from e
+        return i, x
 
 
-def _transform_identity(transform) -> str:
-    r = repr(transform)
-    if " at 0x" not in r:
-        return r
-    import joblib
-
-    try:
-        return "joblib:" + joblib.hash(transform)
-    except Exception:  # noqa: BLE001
-        return f"{type(transform).__module__}.{type(transform).__qualname__}"
-
-
-def _module_hash(module) -> str:
-    """Hash of a user module's architecture and every parameter/buffer (so changed weights miss)."""
-    import hashlib
-
-    import torch
-
-    h = hashlib.blake2b(digest_size=20)
-    h.update(type(module).__qualname__.encode())
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+__all__ = ["ImageFeaturizer", "np"]

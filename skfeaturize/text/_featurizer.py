@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..base import BaseFeaturizer, _is_missing
+from .._constraints import Device
+from .._plan import COMBINES, Plan, Request
+from ..base import OUTPUT_DTYPES, BaseFeaturizer, is_missing
+from ..cache import EmbeddingCache
 from ..exceptions import InvalidSampleError, LayerNotFoundError
 from ..pooling import SEQUENCE_POOLINGS
 from ._windows import LONG_TEXT_MODES, combine, make_windows
@@ -18,28 +20,8 @@ from ._windows import LONG_TEXT_MODES, combine, make_windows
 TEXT_POOLINGS = ("auto",) + SEQUENCE_POOLINGS
 ST_HEAD = "st"  # request pooling name: the sentence-transformers model's own head (Dense, ...)
 POOLING_IMPL = "skfeaturize.pooling.pool_sequence/1"
-
-
-@dataclass
-class _ModelInfo:
-    """What the configuration files say (read at fit; no weights)."""
-
-    n_layers: int
-    hidden: int
-    max_positions: int | None
-    st: object  # STConfig or None
-    model_max_length: int | None
-
-
-@dataclass
-class _Runtime:
-    net: object
-    tokenizer: object
-    head: object  # nn.Sequential of ST modules after the Transformer, or None
-    prefix: list
-    suffix: list
-    pass_positions: bool
-    pass_token_types: bool
+GROUP_BATCHES = 64
+"""Texts are tokenized in groups of this many batches: memory stays bounded by one group."""
 
 
 class TextFeaturizer(BaseFeaturizer):
@@ -55,59 +37,67 @@ class TextFeaturizer(BaseFeaturizer):
         default ``max_length``.
     layer : int or list of int, default=-1
         Index into the hidden states: ``0`` is the embedding output, ``1 … L`` the transformer blocks,
-        negatives count from the end (``-1`` is the last block). A list concatenates its layers in the
-        order given. All layers come from one forward pass. ``list_layers()`` shows them.
-    pooling : {"mean", "cls", "max", "last", "auto"}, default="mean"
-        ``mean`` averages real tokens (padding never counts), ``cls`` takes the first token, ``max`` the
-        element-wise max over real tokens, ``last`` the last real token (right or left padding).
+        negatives count from the end (``-1`` is the last block). A list takes several layers from one
+        forward pass, combined by ``combine``. ``list_layers()`` shows them.
+    pooling : {"auto", "mean", "cls", "max", "last"}, default="auto"
         ``auto`` is the model's own pooling: a sentence-transformers model's Pooling mode (on the last
         layer its whole head, ``Dense`` layers included, when that is more than one plain mode), else
-        ``mean``.
+        ``mean``. ``mean`` averages real tokens (padding never counts), ``cls`` takes the first token,
+        ``max`` the element-wise max over real tokens, ``last`` the last real token.
+    combine : {"concat", "mean", "sum"}, default="concat"
+        How the layers of a list make one vector: concatenated in the order given, or averaged/summed (the
+        BERT paper's feature-based recipe: ``layer=[-4, -3, -2, -1], combine="sum"``).
     max_length : int or None, default=None
         Tokens per window, special tokens included. ``None``: a sentence-transformers model's
         ``max_seq_length``, else the tokenizer's ``model_max_length`` capped by the position embeddings.
     long_text : {"head", "tail", "chunk"}, default="head"
         A text longer than ``max_length``: ``head`` keeps its first tokens (as sentence-transformers
         does), ``tail`` its last ones, ``chunk`` featurizes all of it in overlapping windows and combines
-        the windows (token-weighted mean for ``mean``/``cls``, max for ``max``, the last window for
-        ``last``; see ``docs/text.md``).
+        the windows (see ``docs/text.md``).
     stride : int or None, default=None
         ``chunk`` only: tokens shared by consecutive windows. ``None``: a quarter of a window.
-    normalize : bool or None, default=False
-        Scale each output block (each layer) to unit L2 norm. ``None``: the model's own choice (True when
-        a sentence-transformers model ends with ``Normalize``).
+    normalize : bool or None, default=None
+        Scale each output block (each layer, or the combined vector) to unit L2 norm. ``None``: the
+        model's own choice (True when a sentence-transformers model ends with ``Normalize``).
     batch_size : int, default=32
     device : str, default="auto"
-        ``"auto"``: cuda, then mps, then cpu.
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
         ``"auto"``: bf16 (or fp16) autocast on CUDA, fp32 elsewhere.
     missing : {"raise", "empty"}, default="raise"
-        What ``None``/NaN samples do: raise an error naming the index, or be featurized as ``""``.
+        What a missing sample (None, NaN, ``pd.NA``) does: raise an error naming the index, or be
+        featurized as ``""``.
     revision : str or None, default=None
         Hub revision (branch, tag or commit) of a hub model.
     trust_remote_code : bool, default=False
         Allow a hub model to run its own Python code. Leave it off unless you trust the model's author.
     cache : None, str, path or EmbeddingCache, default=None
-        Per-sample embedding cache; see the cache guide.
+        Per-sample embedding cache; see the cache guide. The key is the text exactly as given (no Unicode
+        normalisation: a cased tokenizer sees "café" composed and decomposed differently).
     cache_layers, cache_poolings : list or None, default=None
         On a cache miss, also compute and store these layers × poolings in the same forward pass.
-    progress : bool, default=False
-        Show a progress bar over batches.
+    n_components : int or None, default=None
+        Reduce the output with a PCA fitted on the training features in ``fit`` (``pca_``).
+    dtype : {"float32", "float16"}, default="float32"
+    progress : bool or callable, default=False
+        A progress bar over texts, or a callable receiving the number of texts just finished.
 
     Attributes
     ----------
+    plan_ : Plan
     layers_ : list of str
         The resolved hidden-state indices (``"0"`` … ``"L"``), in output order.
     pooling_ : str
-        The resolved pooling (``"auto"`` replaced by the model's own; ``"st"`` for a sentence-transformers
-        head run with its own modules).
+        The resolved pooling of the last layer (``"st"`` for a sentence-transformers head).
+    poolings_ : list of str
     n_layers_ : int
         Number of transformer blocks ``L`` (hidden states ``0 … L``).
     max_length_ : int
     normalize_ : bool
-    device_ : str
-    precision_ : str
-    model_name_ : str
+    device_, precision_, model_name_ : str
+    fingerprint_ : str
+    n_features_out_ : int
+    pca_ : sklearn.decomposition.PCA or None
     """
 
     _input_what = "texts"
@@ -116,30 +106,34 @@ class TextFeaturizer(BaseFeaturizer):
         "model": [str, os.PathLike],
         "layer": [Integral, list, tuple],
         "pooling": [StrOptions(set(TEXT_POOLINGS))],
+        "combine": [StrOptions(set(COMBINES))],
         "max_length": [Interval(Integral, 1, None, closed="left"), None],
         "long_text": [StrOptions(set(LONG_TEXT_MODES))],
         "stride": [Interval(Integral, 0, None, closed="left"), None],
         "normalize": ["boolean", None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",
+        "device": [Device()],
         "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
         "missing": [StrOptions({"raise", "empty"})],
         "revision": [str, None],
         "trust_remote_code": ["boolean"],
-        "cache": "no_validation",
+        "cache": [None, str, os.PathLike, EmbeddingCache],
         "cache_layers": [list, tuple, None],
         "cache_poolings": [list, tuple, None],
-        "progress": ["boolean"],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "dtype": [StrOptions(set(OUTPUT_DTYPES))],
+        "progress": ["boolean", callable],
     }
 
-    def __init__(self, model="sentence-transformers/all-MiniLM-L6-v2", *, layer=-1, pooling="mean",
-                 max_length=None, long_text="head", stride=None, normalize=False, batch_size=32,
-                 device="auto", precision="auto", missing="raise", revision=None,
+    def __init__(self, model="sentence-transformers/all-MiniLM-L6-v2", *, layer=-1, pooling="auto",
+                 combine="concat", max_length=None, long_text="head", stride=None, normalize=None,
+                 batch_size=32, device="auto", precision="auto", missing="raise", revision=None,
                  trust_remote_code=False, cache=None, cache_layers=None, cache_poolings=None,
-                 progress=False):
+                 n_components=None, dtype="float32", progress=False):
         self.model = model
         self.layer = layer
         self.pooling = pooling
+        self.combine = combine
         self.max_length = max_length
         self.long_text = long_text
         self.stride = stride
@@ -153,6 +147,8 @@ class TextFeaturizer(BaseFeaturizer):
         self.cache = cache
         self.cache_layers = cache_layers
         self.cache_poolings = cache_poolings
+        self.n_components = n_components
+        self.dtype = dtype
         self.progress = progress
 
     def __sklearn_tags__(self):
@@ -161,54 +157,89 @@ class TextFeaturizer(BaseFeaturizer):
         tags.input_tags.two_d_array = False
         return tags
 
-    # -- model description (config files only) ------------------------------------------------------
-    def _model_str(self) -> str:
-        return os.fspath(self.model)
+    # -- the plan ------------------------------------------------------------------------------------
+    def _backend(self):
+        from ..backends.transformers import TransformersBackend
 
-    def _info(self) -> _ModelInfo:
-        key = (self._model_str(), self.revision, bool(self.trust_remote_code))
-        memo = self.__dict__.get("_rt_info")
-        if memo is not None and memo[0] == key:
-            return memo[1]
-        from ..backends import sentence_transformers as st_backend
-        from ..backends import transformers as hf
+        return TransformersBackend(self.model, self.revision, self.trust_remote_code)
 
-        config = hf.load_config(self.model, self.revision, self.trust_remote_code)
-        tok_cfg = hf.read_json(self.model, "tokenizer_config.json", self.revision) or {}
-        mml = tok_cfg.get("model_max_length")
-        info = _ModelInfo(
-            n_layers=hf.num_hidden_layers(config), hidden=hf.hidden_size(config),
-            max_positions=hf.max_positions(config), st=st_backend.read_config(self.model, self.revision),
-            model_max_length=int(mml) if isinstance(mml, (int, float)) and mml < 1e6 else None,
-        )
-        self._rt_info = (key, info)
-        return info
+    def _make_plan(self, X, y) -> Plan:
+        from .._torch import resolve_device, resolve_precision
 
-    def _default_max_length(self, info: _ModelInfo) -> int:
-        if info.st is not None and info.st.max_seq_length:
-            return int(info.st.max_seq_length)
-        candidates = [n for n in (info.model_max_length, info.max_positions) if n]
-        return min(candidates) if candidates else 512
+        layers = list(self.layer) if isinstance(self.layer, (list, tuple)) else [self.layer]
+        if not layers:
+            raise ValueError("layer=[] selects nothing; give at least one layer.")
+        backend = self._backend()
+        info = backend.info()
+        max_length = self._check_lengths(info)
+        device = resolve_device(self.device)
+        self.backend_, self.device_ = backend, str(device)
+        self.precision_ = resolve_precision(self.precision, device)
+        self.n_layers_, self.max_length_ = info.n_layers, max_length
+        self.normalize_ = bool(info.st is not None and info.st.normalize) if self.normalize is None \
+            else bool(self.normalize)
+        self.model_name_ = backend.label
+        requests = self._resolve(info, layers, [self.pooling])
+        extra = self._extra_requests(requests, lambda ls, ps: self._resolve(
+            info, ls if ls is not None else layers, ps if ps is not None else [self.pooling]))
+        widths = {r: self._width(info, r) for r in requests + list(extra)}
+        if self.combine != "concat" and len({widths[r] for r in requests}) > 1:
+            raise ValueError(f"combine={self.combine!r} needs layers of equal width; a sentence-transformers "
+                             "head changes the last layer's width. Use pooling='mean' (or another plain "
+                             "pooling) with combine, or combine='concat'.")
+        self.layers_ = [r.layer for r in requests]
+        self.poolings_ = [r.pooling for r in requests]
+        self.pooling_ = self.poolings_[-1]
+        return Plan(requests=tuple(requests), widths=widths, identity=self._identity(backend, info),
+                    params=self._param_snapshot(), extra=extra, combine=self.combine, prefix=self._prefix())
 
-    def _resolve_layer(self, layer, info: _ModelInfo) -> str:
+    def _check_lengths(self, info) -> int:
+        max_length = self.max_length if self.max_length is not None else _default_max_length(info)
+        if info.max_positions is not None and max_length > info.max_positions:
+            raise ValueError(
+                f"max_length={max_length!r} exceeds the {info.max_positions} positions of "
+                f"{os.fspath(self.model)!r}; use max_length <= {info.max_positions} and long_text='chunk' "
+                "to featurize longer texts.")
+        if max_length < 3:
+            raise ValueError(f"max_length={max_length!r} leaves no room for text after the special tokens; "
+                             "use at least 3.")
+        content = max_length - 2  # conservative bound on the special tokens, checked again at compute
+        if self.stride is not None and self.stride >= content:
+            raise ValueError(f"stride={self.stride!r} must be smaller than the window's text tokens "
+                             f"(max_length - special tokens = {content}).")
+        return int(max_length)
+
+    def _identity(self, backend, info) -> dict:
+        st = info.st
+        return {
+            "model": backend.identity(),
+            "tokenizer": {"max_length": self.max_length_,
+                          "do_lower_case": bool(st is not None and st.do_lower_case),
+                          "padding": "positions-from-mask"},
+            "long_text": self.long_text,
+            "stride": self._stride(self.max_length_ - 2) if self.long_text == "chunk" else None,
+            "precision": self.precision_,
+            "pooling_impl": POOLING_IMPL,
+            "st_head": None if st is None or st.own_pooling is not None
+            else "sentence-transformers:" + "+".join(st.module_types),
+        }
+
+    def _resolve_layer(self, layer, info) -> str:
         n_states = info.n_layers + 1
         raw = layer
         if isinstance(layer, str) and re.fullmatch(r"-?\d+", layer.strip()):
             layer = int(layer)
-        if isinstance(layer, bool) or not isinstance(layer, Integral):
-            raise LayerNotFoundError(
-                f"layer={raw!r} is not a hidden-state index. {self._model_str()!r} has {n_states} hidden "
-                f"states: 0 (embedding output) … {info.n_layers} (last block), or {-n_states} … -1 from "
-                "the end. TextFeaturizer(model).list_layers() lists them.")
-        idx = int(layer)
-        if not -n_states <= idx < n_states:
-            raise LayerNotFoundError(
-                f"layer={raw!r} is out of range: {self._model_str()!r} has {n_states} hidden states, "
-                f"0 (embedding output) … {info.n_layers} (last block), or {-n_states} … -1 from the end. "
+        span = (f"{os.fspath(self.model)!r} has {n_states} hidden states: 0 (embedding output) … "
+                f"{info.n_layers} (last block), or {-n_states} … -1 from the end. "
                 "TextFeaturizer(model).list_layers() lists them.")
-        return str(idx % n_states)
+        if isinstance(layer, bool) or not isinstance(layer, Integral):
+            raise LayerNotFoundError(f"layer={raw!r} is not a hidden-state index. {span}")
+        if not -n_states <= int(layer) < n_states:
+            raise LayerNotFoundError(f"layer={raw!r} is out of range: {span}")
+        return str(int(layer) % n_states)
 
-    def _resolve_pooling(self, pooling: str, layer: str, info: _ModelInfo) -> str:
+    @staticmethod
+    def _resolve_pooling(pooling: str, layer: str, info) -> str:
         if pooling not in TEXT_POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not one of {list(TEXT_POOLINGS)}.")
         if pooling != "auto":
@@ -219,81 +250,38 @@ class TextFeaturizer(BaseFeaturizer):
             return info.st.own_pooling
         return ST_HEAD if int(layer) == info.n_layers else info.st.fallback_pooling
 
-    # -- fit -----------------------------------------------------------------------------------------
-    def _fit_state(self, X, y) -> None:
-        from .._torch import resolve_device, resolve_precision
+    def _resolve(self, info, layers, poolings) -> list:
+        return list(dict.fromkeys(
+            Request(name, self._resolve_pooling(p, name, info))
+            for name in (self._resolve_layer(layer, info) for layer in layers) for p in poolings))
 
-        layers = self._layer_list()
-        if not layers:
-            raise ValueError("layer=[] selects nothing; give at least one layer.")
-        info = self._info()
-        max_length = self.max_length if self.max_length is not None else self._default_max_length(info)
-        if info.max_positions is not None and max_length > info.max_positions:
-            raise ValueError(
-                f"max_length={max_length!r} exceeds the {info.max_positions} positions of "
-                f"{self._model_str()!r}; use max_length <= {info.max_positions} and long_text='chunk' "
-                "to featurize longer texts.")
-        if max_length < 3:
-            raise ValueError(f"max_length={max_length!r} leaves no room for text after the special "
-                             "tokens; use at least 3.")
-        content = max_length - 2  # conservative bound on the special tokens, checked again at compute
-        if self.stride is not None and self.stride >= content:
-            raise ValueError(f"stride={self.stride!r} must be smaller than the window's text tokens "
-                             f"(max_length - special tokens = {content}).")
-        device = resolve_device(self.device)
-        self.device_ = str(device)
-        self.precision_ = resolve_precision(self.precision, device)
-        self.n_layers_ = info.n_layers
-        self.layers_ = [self._resolve_layer(layer, info) for layer in layers]
-        self.pooling_ = self._resolve_pooling(self.pooling, self.layers_[-1], info)
-        self.max_length_ = int(max_length)
-        self.normalize_ = bool(info.st is not None and info.st.normalize) if self.normalize is None \
-            else bool(self.normalize)
-        self.model_name_ = self._model_str()
-        self.fitted_ = True
+    def _resolve_requests(self, plan, layers, poolings) -> list:
+        info = self.backend_.info()
+        return self._resolve(info, self.layers_ if layers is None else layers,
+                             [self.pooling] if poolings is None else poolings)
 
-    def _requests(self) -> list:
-        info = self._info()
-        return [(layer, self._resolve_pooling(self.pooling, layer, info)) for layer in self.layers_]
+    def _width(self, info, request: Request) -> int:
+        if request.pooling != ST_HEAD:
+            return info.hidden
+        dense = info.st.head_width if info.st is not None else None
+        if dense is not None:
+            return int(dense)
+        return int(self._compute(None, ["hello"], [request], [0])[request].shape[1])
 
-    def _resolve_requests(self, layers, poolings) -> list:
-        info = self._info()
-        names = [self._resolve_layer(layer, info) for layer in layers]
-        return [(n, self._resolve_pooling(p, n, info)) for n in names for p in poolings]
-
-    def _feature_prefix(self) -> str:
-        name = os.path.basename(os.path.normpath(self._model_str())) or "text"
+    def _prefix(self) -> str:
+        name = os.path.basename(os.path.normpath(os.fspath(self.model))) or "text"
         return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-    def _fingerprint(self) -> dict:
-        from ..backends import transformers as hf
-
-        memo = self.__dict__.setdefault("_rt_fingerprints", {})
-        key = (self._model_str(), self.revision, self.max_length_, self.long_text, self.stride,
-               self.normalize_, self.precision_)
-        if key not in memo:
-            info = self._info()
-            memo[key] = {
-                "model": hf.identity(self.model, self.revision),
-                "tokenizer": {"max_length": self.max_length_,
-                              "do_lower_case": bool(info.st is not None and info.st.do_lower_case),
-                              "padding": "positions-from-mask"},
-                "long_text": self.long_text,
-                "stride": self._stride(self.max_length_ - 2) if self.long_text == "chunk" else None,
-                "normalize": self.normalize_,
-                "precision": self.precision_,
-                "pooling_impl": POOLING_IMPL,
-                "st_head": None if info.st is None or info.st.own_pooling is not None
-                else "sentence-transformers:" + "+".join(info.st.module_types),
-            }
-        return memo[key]
 
     def _stride(self, content: int) -> int:
         return content // 4 if self.stride is None else int(self.stride)
 
     # -- input ---------------------------------------------------------------------------------------
     def _check_sample(self, index, sample):
-        if _is_missing(sample):
+        if isinstance(sample, str):
+            if not sample.isascii():
+                _check_unicode(index, sample)
+            return sample
+        if is_missing(sample):
             if self.missing == "empty":
                 return ""
             raise InvalidSampleError(
@@ -303,57 +291,54 @@ class TextFeaturizer(BaseFeaturizer):
             raise InvalidSampleError(
                 f"Sample {index} is raw bytes, not text. Decode it first, e.g. "
                 "b.decode('utf-8', errors='replace').", index=index)
-        if not isinstance(sample, str):
-            raise InvalidSampleError(
-                f"Sample {index} is a {type(sample).__name__} ({sample!r:.50}), not a str. Convert the "
-                "texts to str first.", index=index)
-        try:
-            sample.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise InvalidSampleError(
-                f"Sample {index} is malformed Unicode ({e.reason} at position {e.start}); clean it, e.g. "
-                "s.encode('utf-8', errors='replace').decode('utf-8').", index=index) from e
-        return str(sample)
+        raise InvalidSampleError(
+            f"Sample {index} is a {type(sample).__name__} ({sample!r:.50}), not a str. Convert the texts to "
+            "str first.", index=index)
 
-    def _sample_key(self, index, sample) -> str:
+    def _sample_key(self, sample, index: int) -> str:
         from ..cache._keys import hash_text
 
         return hash_text(sample)
 
-    # -- loading -------------------------------------------------------------------------------------
-    def _load(self) -> _Runtime:
-        """The encoder and tokenizer (process-wide registry: clones share one copy of the weights)."""
-        from .._torch import cached_load, resolve_device
+    # -- compute -------------------------------------------------------------------------------------
+    def _compute(self, plan, samples, requests, indices) -> dict:
+        from .._runner import BatchRunner
+        from .._torch import resolve_device
 
         device = resolve_device(self.device)
-        info = self._info()
-        st_head = info.st is not None and info.st.own_pooling is None
-        key = ("text", self._model_str(), self.revision, bool(self.trust_remote_code), st_head, str(device))
-        return cached_load(key, lambda: self._build(device, st_head))
+        rt = self.backend_.load(device)
+        info = self.backend_.info()
+        texts = [t.lower() for t in samples] if info.st is not None and info.st.do_lower_case else samples
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
+        runner = BatchRunner(device, self.precision_, self.batch_size, progress=self.progress,
+                             desc=self._prefix())
+        layers = sorted({int(r.layer) for r in requests})
+        out = {r: None for r in requests}
+        group = GROUP_BATCHES * self.batch_size
+        for start in range(0, len(texts), group):
+            rows = order[start:start + group]
+            blocks = self._featurize_group(rt, [texts[i] for i in rows], rows, requests, layers, runner,
+                                           indices)
+            for r in requests:
+                if out[r] is None:
+                    out[r] = np.zeros((len(texts), blocks[r].shape[1]), np.float32)
+                out[r][rows] = blocks[r]
+        return out
 
-    def _build(self, device, st_head: bool) -> _Runtime:
-        from ..backends import sentence_transformers as st_backend
-        from ..backends import transformers as hf
+    def _featurize_group(self, rt, texts, rows, requests, layers, runner, indices) -> dict:
+        """One group of texts: tokenize, cut windows, run them longest first, combine windows per text."""
+        windows, owner = self._windows(rt, texts)
+        lengths = np.fromiter(map(len, windows), np.int64, len(windows))
+        order = np.argsort(-lengths, kind="stable")
+        share = 1.0 / np.bincount(owner, minlength=len(texts))[owner]  # progress: a text is 1 in total
+        runner.sample_of = lambda w: indices[rows[owner[w]]]
+        forward = self._forward(rt, requests, layers)
+        per_window = runner.run(self._batches(rt, windows, order), len(windows), forward, model=rt.net,
+                                count=lambda pos: float(share[pos].sum()))
+        return {r: _combine_windows(per_window[r], lengths, owner, len(texts), r.pooling) for r in requests}
 
-        if st_head:
-            net, tokenizer, head = st_backend.load_head(self.model, self.revision, self.trust_remote_code,
-                                                        device)
-        else:
-            net = hf.load_model(self.model, self.revision, self.trust_remote_code)
-            tokenizer = hf.load_tokenizer(self.model, self.revision, self.trust_remote_code)
-            head = None
-        net = net.to(device).eval()
-        prefix, suffix = hf.special_tokens(tokenizer)
-        return _Runtime(net=net, tokenizer=tokenizer, head=head, prefix=prefix, suffix=suffix,
-                        pass_positions=hf.forward_accepts(net, "position_ids"),
-                        pass_token_types=hf.forward_accepts(net, "token_type_ids"))
-
-    # -- compute -------------------------------------------------------------------------------------
-    def _windows(self, rt: _Runtime, texts: list[str]):
+    def _windows(self, rt, texts: list):
         """Token-id windows (special tokens added) and, per window, the text it belongs to."""
-        info = self._info()
-        if info.st is not None and info.st.do_lower_case:
-            texts = [t.lower() for t in texts]
         special = len(rt.prefix) + len(rt.suffix)
         content = self.max_length_ - special
         if content < 1:
@@ -361,9 +346,8 @@ class TextFeaturizer(BaseFeaturizer):
                              f"{special} special tokens.")
         stride = self._stride(content)
         if self.long_text == "chunk" and stride >= content:
-            raise ValueError(f"stride={self.stride!r} must be smaller than the window's text tokens "
-                             f"({content}).")
-        ids = rt.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+            raise ValueError(f"stride={self.stride!r} must be smaller than the window's text tokens ({content}).")
+        ids = rt.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if texts else []
         windows, owner = [], []
         for t, seq in enumerate(ids):
             for w in make_windows(list(seq), self.long_text, content, stride):
@@ -371,110 +355,53 @@ class TextFeaturizer(BaseFeaturizer):
                 owner.append(t)
         return windows, np.asarray(owner, dtype=np.int64)
 
-    def _compute(self, samples, requests, indices) -> dict:
+    def _batches(self, rt, windows, order):
+        """Padded batches, ``batch_size`` windows each, padded by the tokenizer itself (its side, its id)."""
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            enc = rt.tokenizer.pad({"input_ids": [windows[w] for w in idx]}, padding=True, return_tensors="pt",
+                                   return_attention_mask=True)
+            yield idx, {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def _forward(self, rt, requests, layers):
         import torch
 
-        from .._torch import OOMBackoff, autocast
         from ..pooling import pool_sequence
 
-        rt = self._load()
-        device = next(rt.net.parameters()).device
-        windows, owner = self._windows(rt, list(samples))
-        lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
-        order = np.argsort(-lengths, kind="stable")  # longest first: little padding per batch
-        layers = sorted({int(layer) for layer, _ in requests})
         all_states = layers != [self.n_layers_]
-        pad_id = rt.tokenizer.pad_token_id if rt.tokenizer.pad_token_id is not None else 0
         left = getattr(rt.tokenizer, "padding_side", "right") == "left"
-        per_window = {r: [None] * len(windows) for r in requests}
 
-        def run(a: int, b: int) -> None:
-            idx = order[a:b]
-            width = int(lengths[idx].max())
-            input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, w in enumerate(idx):
-                seq = windows[w]
-                sl = slice(width - len(seq), width) if left else slice(0, len(seq))
-                input_ids[row, sl] = torch.as_tensor(seq, dtype=torch.long)
-                mask[row, sl] = 1
-            input_ids, mask = input_ids.to(device), mask.to(device)
+        def forward(batch):
+            input_ids, mask = batch["input_ids"], batch["attention_mask"]
             kwargs = {"input_ids": input_ids, "attention_mask": mask}
             if rt.pass_token_types:
                 kwargs["token_type_ids"] = torch.zeros_like(input_ids)
             if left and rt.pass_positions:  # positions count real tokens only: left padding is invisible
                 kwargs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
-            with autocast(device, self.precision_):
-                out = rt.net(**kwargs, output_hidden_states=all_states, return_dict=True)
-                states = out.hidden_states if all_states else None
-                pooled = {}
-                for layer, pooling in requests:
-                    hidden = states[int(layer)] if states is not None else out.last_hidden_state
-                    if pooling == ST_HEAD:
-                        feats = {"input_ids": input_ids, "attention_mask": mask,
-                                 "token_embeddings": hidden}
-                        vec = rt.head(feats)["sentence_embedding"]
-                    else:
-                        vec = pool_sequence(hidden.float(), mask, pooling)
-                    pooled[(layer, pooling)] = vec.float().cpu().numpy()
-            for r, block in pooled.items():
-                for row, w in enumerate(idx):
-                    per_window[r][w] = block[row]
+            out = rt.net(**kwargs, output_hidden_states=all_states, return_dict=True)
+            pooled = {}
+            for r in requests:
+                hidden = out.hidden_states[int(r.layer)] if all_states else out.last_hidden_state
+                if r.pooling == ST_HEAD:
+                    feats = {"input_ids": input_ids, "attention_mask": mask, "token_embeddings": hidden}
+                    pooled[r] = rt.head(feats)["sentence_embedding"]
+                else:
+                    pooled[r] = pool_sequence(hidden.float(), mask, r.pooling)
+            return pooled
 
-        if windows:
-            batches = OOMBackoff(self.batch_size, device)
-            wrapped = run
-            bar = None
-            if self.progress:
-                from tqdm.auto import tqdm
+        return forward
 
-                bar = tqdm(total=len(windows), unit="window", desc=self._feature_prefix())
-
-                def wrapped(a, b):
-                    run(a, b)
-                    bar.update(b - a)
-
-            was_training = rt.net.training
-            rt.net.eval()
-            try:
-                with torch.inference_mode():
-                    batches.run(len(windows), wrapped,
-                                indices=[indices[owner[w]] for w in order])
-            finally:
-                rt.net.train(was_training)
-                if bar is not None:
-                    bar.close()
-        return {r: self._assemble(np.stack(per_window[r]) if windows else None, lengths, owner,
-                                  len(samples), r[1]) for r in requests}
-
-    def _assemble(self, vectors, lengths, owner, n: int, pooling: str) -> np.ndarray:
-        """One row per text: its windows combined (see ``_windows.py``), then normalised if asked."""
-        if vectors is None:
-            return np.zeros((0, 0), np.float32)
-        if len(owner) == n:  # one window per text (head/tail, or chunk with short texts)
-            out = vectors.astype(np.float32, copy=True)
-        else:
-            bounds = np.searchsorted(owner, np.arange(n + 1))
-            out = np.stack([combine(vectors[bounds[t]:bounds[t + 1]], lengths[bounds[t]:bounds[t + 1]],
-                                    pooling) for t in range(n)]).astype(np.float32)
-        if self.normalize_:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            out = out / np.maximum(norms, 1e-12)
-        return np.ascontiguousarray(out, dtype=np.float32)
-
-    def _probe_widths(self, requests) -> dict:
-        info = self._info()
-        widths = {}
-        unknown = []
-        for r in requests:
-            if r[1] == ST_HEAD:
-                unknown.append(r)
-            else:
-                widths[r] = info.hidden
-        if unknown:
-            computed = self._compute(["hello"], unknown, [0])
-            widths.update({r: v.shape[1] for r, v in computed.items()})
-        return widths
+    def _finish(self, plan, out: np.ndarray) -> np.ndarray:
+        """``normalize_``: each output block (each layer, or the combined vector) to unit L2 norm."""
+        if not self.normalize_:
+            return out
+        widths = [plan.widths[r] for r in plan.requests] if plan.combine == "concat" else [out.shape[1]]
+        bounds = np.cumsum([0] + widths)
+        out = out.copy()
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            norms = np.linalg.norm(out[:, a:b], axis=1, keepdims=True)
+            out[:, a:b] /= np.maximum(norms, 1e-12)
+        return out
 
     # -- discovery -----------------------------------------------------------------------------------
     def list_layers(self):
@@ -484,9 +411,32 @@ class TextFeaturizer(BaseFeaturizer):
         model's config: no weights are loaded."""
         import pandas as pd
 
-        info = self._info()
-        rows = []
-        for i in range(info.n_layers + 1):
-            kind = "embeddings" if i == 0 else "block"
-            rows.append({"name": str(i), "index": i, "shape": ("tokens", info.hidden), "kind": kind})
+        info = self._backend().info()
+        rows = [{"name": str(i), "index": i, "shape": ("tokens", info.hidden),
+                 "kind": "embeddings" if i == 0 else "block"} for i in range(info.n_layers + 1)]
         return pd.DataFrame(rows, columns=["name", "index", "shape", "kind"])
+
+
+def _default_max_length(info) -> int:
+    if info.st is not None and info.st.max_seq_length:
+        return int(info.st.max_seq_length)
+    candidates = [n for n in (info.model_max_length, info.max_positions) if n]
+    return min(candidates) if candidates else 512
+
+
+def _check_unicode(index: int, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidSampleError(
+            f"Sample {index} is malformed Unicode ({e.reason} at position {e.start}); clean it, e.g. "
+            "s.encode('utf-8', errors='replace').decode('utf-8').", index=index) from e
+
+
+def _combine_windows(vectors, lengths, owner, n: int, pooling: str) -> np.ndarray:
+    """One row per text: its windows combined (see ``_windows.py``)."""
+    if len(owner) == n:  # one window per text (head/tail, or chunk with short texts)
+        return vectors
+    bounds = np.searchsorted(owner, np.arange(n + 1))
+    return np.stack([combine(vectors[bounds[t]:bounds[t + 1]], lengths[bounds[t]:bounds[t + 1]], pooling)
+                     for t in range(n)]).astype(np.float32)

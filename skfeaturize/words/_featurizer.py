@@ -1,39 +1,39 @@
 """WordVectorFeaturizer: pretrained word vectors (word2vec, GloVe, fastText) pooled into document vectors.
 
 A batch is encoded in one pass (:mod:`skfeaturize.words._encode`: a word-type code per token, compiled
-when the C accelerator is built); the OOV policy and the weights are applied per word type, and document
-vectors come from one sparse product, a CSR (documents × types) count matrix times the types' weighted
-vectors; ``max`` is a segment maximum over token rows (``np.maximum.reduceat``). Nothing loops over
-tokens in Python.
+when the C accelerator is built); the OOV policy and the weights are applied per word type and document
+vectors come from one sparse product (:mod:`skfeaturize.words._pooling`). ``fit`` and ``partial_fit`` count
+the training corpus (:mod:`skfeaturize.words._counts`) and derive the fitted state from the counts alone.
+Nothing loops over tokens in Python.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections import Counter
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..base import BaseFeaturizer, as_sample_list
+from .._plan import Plan, Request
+from ..base import OUTPUT_DTYPES, BaseFeaturizer, as_sample_list
+from ..cache import EmbeddingCache
 from ..exceptions import InvalidSampleError
-from . import _encode, _tokenize
-from ._vectors import VectorTable, load_table, table_name
+from . import _encode, _pooling, _tokenize
+from ._counts import WordCounts
+from ._vectors import VectorTable, load_table
 
 POOLINGS = ("mean", "sum", "max", "tfidf", "sif")
 OOV_POLICIES = ("ignore", "zero", "unk", "hash", "subword", "learn", "error")
 _NEEDS_DATA = {"tfidf", "sif"}
 _OOV_NEEDS_DATA = {"unk", "learn"}
+_COUNTS_ANY_TOKEN = {"unk", "hash", "subword"}  # policies under which an OOV token still gives a vector
 N_OOV_REPORTED = 20
-
-
-def stable_hash(token: str, seed: int) -> int:
-    """A 64-bit hash of ``token`` that is the same in every process (Python's ``hash`` is salted)."""
-    data = token.encode("utf-8", "surrogatepass")  # same bytes as utf-8 for valid text; lone surrogates too
-    digest = hashlib.blake2b(data, digest_size=8, key=str(int(seed)).encode()).digest()
-    return int.from_bytes(digest, "little")
+OOV_WARN_RATE = 0.10
+"""``fit`` warns when more than this share of the training tokens is out of vocabulary."""
+stable_hash = _pooling.stable_hash
 
 
 def _array_digest(*arrays) -> str:
@@ -93,6 +93,9 @@ class WordVectorFeaturizer(BaseFeaturizer):
         0 for a document without tokens), named ``{table}__words__oov_share``.
     random_state : int, default=0
         Seed of the ``hash`` vectors and of ``learn``'s Word2Vec.
+    n_components : int or None, default=None
+        Reduce the output with a PCA fitted on the training documents' vectors in ``fit`` (``pca_``).
+    dtype : {"float32", "float16"}, default="float32"
     cache : None, str, path or EmbeddingCache, default=None
         Per-document embedding cache (keys: NFC text or token list; namespace: table, tokenizer,
         parameters and a hash of the fitted state).
@@ -108,16 +111,23 @@ class WordVectorFeaturizer(BaseFeaturizer):
     oov_tokens_ : list of (str, int)
         The most frequent OOV tokens of the fit corpus with their counts.
     n_empty_documents_ : int or None
-        Fit documents that got a zero vector (no usable token under the ``oov`` policy).
+        Fit documents that get a zero vector: no in-vocabulary token (``ignore``, ``zero``, ``error``,
+        ``learn``), or no token at all (``unk``, ``hash``, ``subword``).
     vocabulary_, idf_ : dict, ndarray
         Fit-corpus words and their idf (``tfidf``); ``word_prob_`` (``sif``): their relative frequency.
-    sif_component_ : ndarray of shape (dim,)
+    counts_ : WordCounts
+        The training corpus' statistics (what ``partial_fit`` adds to).
+    plan_ : Plan
+    fingerprint_ : str
+    sif_component_ : ndarray of shape (dim,) or None
         First principal component removed by ``sif``.
     unk_vector_ : ndarray (``unk``); hash_scale_ : float (``hash``);
     learned_words_, learned_vectors_ : list, ndarray (``learn``)
     """
 
     _input_what = "texts"
+    _fitted_names = ("vocabulary_", "idf_", "word_prob_", "sif_component_", "unk_vector_", "hash_scale_",
+                     "learned_words_", "learned_vectors_")
 
     _parameter_constraints: dict = {
         "vectors": "no_validation",
@@ -131,12 +141,14 @@ class WordVectorFeaturizer(BaseFeaturizer):
         "sif_a": [Interval(Real, 0, None, closed="neither")],
         "oov_feature": ["boolean"],
         "random_state": [Interval(Integral, 0, None, closed="left")],
-        "cache": "no_validation",
+        "cache": [None, str, os.PathLike, EmbeddingCache],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "dtype": [StrOptions(set(OUTPUT_DTYPES))],
     }
 
     def __init__(self, vectors="glove-wiki-gigaword-100", *, words=None, tokenizer="default", lowercase=True,
                  pooling="mean", oov="ignore", hash_buckets=4096, learn_epochs=20, sif_a=1e-3,
-                 oov_feature=False, random_state=0, cache=None):
+                 oov_feature=False, random_state=0, cache=None, n_components=None, dtype="float32"):
         self.vectors = vectors
         self.words = words
         self.tokenizer = tokenizer
@@ -149,6 +161,8 @@ class WordVectorFeaturizer(BaseFeaturizer):
         self.oov_feature = oov_feature
         self.random_state = random_state
         self.cache = cache
+        self.n_components = n_components
+        self.dtype = dtype
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -156,20 +170,11 @@ class WordVectorFeaturizer(BaseFeaturizer):
         tags.input_tags.two_d_array = False
         return tags
 
-    # -- table -----------------------------------------------------------------------------------------
+    # -- table and input -------------------------------------------------------------------------------
     def _table(self) -> VectorTable:
-        memo = self.__dict__.get("_rt_table")
-        if memo is not None and memo[0] is self.vectors and memo[1] is self.words:
-            return memo[2]
-        table = load_table(self.vectors, self.words)
-        self._rt_table = (self.vectors, self.words, table)
-        return table
+        """The vector table (loaded once per process for names and paths; see ``_vectors.py``)."""
+        return load_table(self.vectors, self.words)
 
-    def _tokenize(self, samples: list) -> list[list[str]]:
-        return _tokenize.tokenize_documents(samples, _tokenize.resolve_tokenizer(self.tokenizer),
-                                            self.lowercase)
-
-    # -- input -----------------------------------------------------------------------------------------
     def _check_input(self, X) -> list:
         samples = as_sample_list(X, what=self._input_what)
         if set(map(type, samples)) <= {str, list}:  # the common case, checked in one C-level pass
@@ -216,328 +221,261 @@ class WordVectorFeaturizer(BaseFeaturizer):
                         "token.", index=i) from None
             raise
 
-    def _sample_key(self, index, sample) -> str:
-        from ..cache._keys import hash_text, hash_tokens
+    def _sample_key(self, sample, index: int) -> str:
+        from ..cache._keys import hash_nfc_text, hash_tokens
 
-        if not isinstance(sample, str):
-            self._check_tokens(index, sample)
-        return hash_text(sample) if isinstance(sample, str) else hash_tokens(sample)
+        if isinstance(sample, str):
+            return hash_nfc_text(sample)
+        self._check_tokens(index, sample)
+        return hash_tokens(sample)
 
     # -- fit -------------------------------------------------------------------------------------------
-    def _fit_state(self, X, y) -> None:
-        _tokenize.resolve_tokenizer(self.tokenizer)
+    def _make_plan(self, X, y) -> Plan:
+        table = self._start_fit()
+        needs = (self.pooling in _NEEDS_DATA and self.pooling) or (self.oov in _OOV_NEEDS_DATA and self.oov)
+        if X is None:
+            if needs:
+                raise ValueError(f"{'pooling' if needs in _NEEDS_DATA else 'oov'}={needs!r} is fitted on the "
+                                 "training texts; call fit(X) with the texts, not fit(None).")
+            return self._plan(table)
+        samples = self._check_input(X)
+        if not samples:
+            raise ValueError("fit(X) got no documents; pass the training texts.")
+        self.counts_ = WordCounts()
+        self.counts_.add(self._encode(samples, list(range(len(samples))), table), self.pooling == "sif")
+        if self.oov == "learn":
+            self._learn(samples, table)
+        self._derive(table)
+        return self._plan(table)
+
+    def partial_fit(self, X=None, y=None):
+        """Add ``X`` to the training corpus and refit: the counts (idf, word probabilities, OOV statistics,
+        the unknown-word vector, the SIF component) equal those of one ``fit`` on every batch so far.
+        ``oov="learn"`` trains Word2Vec on the whole corpus and cannot grow: use ``fit``."""
+        if self.oov == "learn":
+            raise ValueError("oov='learn' trains word vectors on the whole training corpus at once; "
+                             "partial_fit() cannot add to it. Use fit(X), or another oov policy.")
+        if X is None or not self.__sklearn_is_fitted__() or getattr(self, "counts_", None) is None:
+            return self.fit(X, y) if X is not None or not self.__sklearn_is_fitted__() else self
+        self._checked_plan()
+        table = self._table()
+        samples = self._check_input(X)
+        offset = self.counts_.n_docs
+        self.counts_.add(self._encode(samples, list(range(offset, offset + len(samples))), table),
+                         self.pooling == "sif")
+        self._derive(table)
+        self._set_plan(self._plan(table))
+        return self
+
+    def _start_fit(self) -> VectorTable:
+        from .._identity import Unidentifiable, identity_digest
+
+        tokenizer = _tokenize.resolve_tokenizer(self.tokenizer)
         table = self._table()
         if self.oov == "subword" and table.subword_kv is None:
             raise ValueError(
                 f"oov='subword' needs fastText vectors with character n-grams, but vectors={self._label()!r} "
                 "has none. Use a fastText .bin file (or gensim FastText model), or another oov policy "
                 "('hash' keeps unknown words apart without subwords).")
-        needs = (self.pooling in _NEEDS_DATA and self.pooling) or (self.oov in _OOV_NEEDS_DATA and self.oov)
-        for name in ("vocabulary_", "idf_", "word_prob_", "sif_component_", "unk_vector_", "hash_scale_",
-                     "learned_words_", "learned_vectors_"):
+        for name in self._fitted_names:
             self.__dict__.pop(name, None)
-        for name in list(self.__dict__):
-            if name.startswith("_rt_fit"):
-                del self.__dict__[name]
-        self.vectors_name_ = table.name
-        self.vectors_identity_ = table.identity
-        self.vocabulary_size_ = len(table)
-        self.dim_ = table.dim
-        self.n_features_out_ = table.dim + int(bool(self.oov_feature))
+        self.counts_ = None
+        self.vectors_name_, self.vectors_identity_ = table.name, table.identity
+        self.vocabulary_size_, self.dim_ = len(table), table.dim
         self.oov_rate_, self.oov_tokens_, self.n_empty_documents_ = None, [], None
         self.n_fit_documents_, self.n_fit_tokens_ = 0, 0
         if self.oov == "hash":
             self.hash_scale_ = table.std()
-        if X is None:
-            if needs:
-                raise ValueError(f"{'pooling' if needs in _NEEDS_DATA else 'oov'}={needs!r} is fitted on the "
-                                 "training texts; call fit(X) with the texts, not fit(None).")
-            self._finish_fit()
-            return
-        samples = self._check_input(X)
-        if not samples:
-            raise ValueError("fit(X) got no documents; pass the training texts.")
-        enc = self._encode(samples, list(range(len(samples))), table)
-        codes, uniques, rows = enc.codes, enc.uniques, enc.rows
-        counts = np.bincount(codes, minlength=len(uniques))
-        oov_mask = rows < 0
-        n_tokens = int(counts.sum())
-        n_docs = len(samples)
-        self.n_fit_documents_, self.n_fit_tokens_ = n_docs, n_tokens
-        self.oov_rate_ = float(counts[oov_mask].sum() / n_tokens) if n_tokens else 0.0
-        oov_counts = Counter({uniques[i]: int(counts[i]) for i in np.flatnonzero(oov_mask)})
-        self.oov_tokens_ = oov_counts.most_common(N_OOV_REPORTED)
-        if self.pooling in ("tfidf", "sif"):
-            self.vocabulary_ = {w: i for i, w in enumerate(uniques)}
+        self._tokenizer_refusal = None
+        try:
+            self._tokenizer_id = identity_digest(tokenizer) if callable(self.tokenizer) else \
+                _tokenize.tokenizer_identity(self.tokenizer)
+        except Unidentifiable as e:
+            self._tokenizer_id = "unidentified"
+            self._tokenizer_refusal = f"the tokenizer callable cannot be identified ({e})"
+        return table
+
+    def _derive(self, table: VectorTable) -> None:
+        """Every fitted statistic from ``counts_``."""
+        c = self.counts_
+        if c.n_docs == 1 and self.pooling == "sif":
+            raise ValueError("pooling='sif' removes the first principal component of the training documents' "
+                             "vectors; fitted on a single document it removes that document itself (vectors "
+                             "of ~1e-8). Fit on a corpus of documents, or use pooling='mean'/'tfidf'.")
+        self.n_fit_documents_, self.n_fit_tokens_ = c.n_docs, c.n_tokens
+        self.oov_rate_ = float(c.count[c.oov].sum() / c.n_tokens) if c.n_tokens else 0.0
+        top = np.argsort(-c.count[c.oov], kind="stable")[:N_OOV_REPORTED]
+        oov_idx = np.flatnonzero(c.oov)[top]
+        self.oov_tokens_ = [(c.words[i], int(c.count[i])) for i in oov_idx]
+        self.n_empty_documents_ = (c.n_docs_without_tokens if self.oov in _COUNTS_ANY_TOKEN
+                                   else c.n_docs_without_known)
+        if self.pooling in _NEEDS_DATA:
+            self.vocabulary_ = {w: i for i, w in enumerate(c.words)}
             if self.pooling == "tfidf":
-                doc_of = np.repeat(np.arange(n_docs), enc.lengths)
-                pairs = np.unique(doc_of * max(len(uniques), 1) + codes)
-                df = np.bincount(pairs % max(len(uniques), 1), minlength=len(uniques))
-                self.idf_ = np.log((1 + n_docs) / (1 + df)) + 1.0
+                self.idf_ = np.log((1 + c.n_docs) / (1 + c.df)) + 1.0
             else:
-                self.word_prob_ = counts / max(n_tokens, 1)
+                self.word_prob_ = c.count / max(c.n_tokens, 1)
         if self.oov == "unk":
-            known = ~oov_mask
-            if not known.any():
-                raise ValueError("oov='unk' sets the unknown-word vector to the mean of the training corpus' "
-                                 "in-vocabulary vectors, but no training token is in the table; check the "
-                                 "tokenizer/lowercase settings or use oov='hash'.")
-            vecs = table.rows(rows[known]).astype(np.float64)
-            w = counts[known].astype(np.float64)
-            self.unk_vector_ = (w[:, None] * vecs).sum(0) / w.sum()
-            self.unk_vector_ = self.unk_vector_.astype(np.float32)
-        if self.oov == "learn":
-            from ..backends import gensim as gensim_backend
-
-            oov_words = [uniques[i] for i in np.flatnonzero(oov_mask)]
-            docs = self._tokenize(samples)
-            learned_words, learned = gensim_backend.train_oov_vectors(
-                [d for d in docs if d], table, oov_words, epochs=self.learn_epochs, seed=self.random_state)
-            self.learned_words_ = learned_words
-            self.learned_vectors_ = learned
+            self.unk_vector_ = self._unk_vector(table)
         if self.pooling == "sif":
-            self.sif_component_ = np.zeros(table.dim, np.float32)
-            pre = self._pool(enc, list(range(n_docs)), table)[0]
-            nonzero = np.abs(pre).sum(1) > 0
-            if nonzero.any():
-                _, _, vt = np.linalg.svd(pre[nonzero].astype(np.float64), full_matrices=False)
-                comp = vt[0]
-                comp = comp * np.sign(comp[np.argmax(np.abs(comp))])  # deterministic sign
-                self.sif_component_ = comp.astype(np.float32)
-        vectors_out = self._pool(enc, list(range(n_docs)), table)[0]
-        self.n_empty_documents_ = int((np.abs(vectors_out).sum(1) == 0).sum())
-        self._finish_fit()
+            self.sif_component_ = None
+            vectors, counted = _pooling.type_vectors(self, c.words, c.rows, table)
+            weights = np.where(counted, _pooling.type_weights(self, "sif", c.words), 0.0)
+            pre = _pooling.weighted_mean(c.doc_types, vectors, weights, "sif")
+            self.sif_component_ = _pooling.first_principal_component(pre)
+        self._warn_oov()
 
-    def _finish_fit(self) -> None:
-        state = [getattr(self, n, None) for n in ("idf_", "word_prob_", "sif_component_", "unk_vector_",
-                                                  "learned_vectors_")]
-        words = getattr(self, "vocabulary_", None)
-        learned_words = getattr(self, "learned_words_", None)
-        extra = "\n".join(words) if words else ""
-        extra += "\x1e" + ("\n".join(learned_words) if learned_words else "")
-        extra += "\x1e" + repr(getattr(self, "hash_scale_", None))
-        self.fitted_state_hash_ = _array_digest(*state) + ":" + hashlib.blake2b(
-            extra.encode("utf-8"), digest_size=16).hexdigest()
-        self.fitted_ = True
+    def _unk_vector(self, table) -> np.ndarray:
+        c = self.counts_
+        known = ~c.oov
+        if not known.any():
+            raise ValueError("oov='unk' sets the unknown-word vector to the mean of the training corpus' "
+                             "in-vocabulary vectors, but no training token is in the table; check the "
+                             "tokenizer/lowercase settings or use oov='hash'.")
+        w = c.count[known].astype(np.float64)
+        vecs = table.rows(c.rows[known]).astype(np.float64)
+        return ((w[:, None] * vecs).sum(0) / w.sum()).astype(np.float32)
 
-    # -- requests / names --------------------------------------------------------------------------------
-    def _layer_list(self) -> list:
-        return ["words"]
+    def _learn(self, samples, table) -> None:
+        from ..backends import gensim as gensim_backend
 
-    def _requests(self) -> list:
-        reqs = [("words", self.pooling)]
+        c = self.counts_
+        docs = _tokenize.tokenize_documents(samples, _tokenize.resolve_tokenizer(self.tokenizer), self.lowercase)
+        self.learned_words_, self.learned_vectors_ = gensim_backend.train_oov_vectors(
+            [d for d in docs if d], table, [c.words[i] for i in np.flatnonzero(c.oov)],
+            epochs=self.learn_epochs, seed=self.random_state)
+        learned = set(self.learned_words_)
+        c.n_docs_without_known = sum(1 for d in docs if not any(t in learned for t in d)
+                                     and not (table.lookup(d) >= 0).any())
+
+    def _warn_oov(self) -> None:
+        if self.oov_rate_ is None or self.oov_rate_ <= OOV_WARN_RATE:
+            return
+        top = ", ".join(repr(w) for w, _ in self.oov_tokens_[:8])
+        hint = " (the table looks lowercased: try lowercase=True)" if not self.lowercase and any(
+            w[:1].isupper() for w, _ in self.oov_tokens_[:8]) else ""
+        warnings.warn(f"{self.oov_rate_:.1%} of the training tokens are not in {self._label()!r} (more than "
+                      f"{OOV_WARN_RATE:.0%}); most frequent: {top}{hint}. Check the tokenizer and lowercase "
+                      "settings, or use an oov policy such as 'subword', 'hash' or 'learn'. oov_stats(X) "
+                      "reports any data's OOV rate.", UserWarning, stacklevel=4)
+
+    def _plan(self, table) -> Plan:
+        requests = [Request("words", self.pooling)]
         if self.oov_feature:
-            reqs.append(("words", "oov_share"))
-        return reqs
-
-    def _resolve_requests(self, layers, poolings) -> list:
-        for layer in layers:
-            if layer not in (None, "words"):
-                raise ValueError(f"layer={layer!r}: WordVectorFeaturizer has one layer, 'words'.")
-        for p in poolings:
-            if p not in POOLINGS:
-                raise ValueError(f"pooling={p!r} is not one of {sorted(POOLINGS)}.")
-            if p in _NEEDS_DATA and p != self.pooling:
-                raise ValueError(f"pooling={p!r} needs state fitted with pooling={p!r}; it cannot be "
-                                 f"precomputed by a featurizer fitted with pooling={self.pooling!r}.")
-        return [("words", p) for p in poolings]
-
-    def get_feature_names_out(self, input_features=None):
-        """``{table}__words__{pooling}_{i}``, then ``{table}__words__oov_share`` when ``oov_feature``."""
-        names = super().get_feature_names_out(input_features)
-        if self.oov_feature:
-            names[-1] = f"{self._feature_prefix()}__words__oov_share"
-        return names
-
-    def _feature_prefix(self) -> str:
-        return getattr(self, "vectors_name_", None) or table_name(self.vectors)
-
-    def _label(self) -> str:
-        return self.vectors if isinstance(self.vectors, str) else type(self.vectors).__name__
-
-    def _fingerprint(self) -> dict:
-        return {
-            "vectors": self.vectors_identity_,
-            "tokenizer": _tokenize.tokenizer_identity(self.tokenizer),
+            requests.append(Request("words", "oov_share"))
+        widths = {r: (1 if r.pooling == "oov_share" else table.dim) for r in requests}
+        identity = {
+            "vectors": table.identity,
+            "tokenizer": self._tokenizer_id,
             "lowercase": bool(self.lowercase),
             "oov": self.oov,
             "hash_buckets": int(self.hash_buckets) if self.oov == "hash" else None,
             "random_state": int(self.random_state) if self.oov in ("hash", "learn") else None,
             "learn_epochs": int(self.learn_epochs) if self.oov == "learn" else None,
             "sif_a": float(self.sif_a) if self.pooling == "sif" else None,
-            "fitted_state": self.fitted_state_hash_,
+            "fitted_state": self._fitted_state_hash(),
         }
+        return Plan(requests=tuple(requests), widths=widths, identity=identity, params=self._param_snapshot(),
+                    prefix=table.name, cache_refusal=self._tokenizer_refusal)
 
-    def _probe_widths(self, requests) -> dict:
-        return {r: (1 if r[1] == "oov_share" else self.dim_) for r in requests}
+    def _fitted_state_hash(self) -> str:
+        state = [getattr(self, n, None) for n in ("idf_", "word_prob_", "sif_component_", "unk_vector_",
+                                                  "learned_vectors_")]
+        extra = "\n".join(getattr(self, "vocabulary_", None) or ())
+        extra += "\x1e" + "\n".join(getattr(self, "learned_words_", None) or ())
+        extra += "\x1e" + repr(getattr(self, "hash_scale_", None)) + "\x1e" + repr(self.n_fit_documents_)
+        extra += "\x1e" + repr(self.n_fit_tokens_)
+        return _array_digest(*state) + ":" + hashlib.blake2b(extra.encode("utf-8", "surrogatepass"),
+                                                              digest_size=16).hexdigest()
+
+    def _resolve_requests(self, plan, layers, poolings) -> list:
+        for layer in layers or ["words"]:
+            if layer not in (None, "words"):
+                raise ValueError(f"layer={layer!r}: WordVectorFeaturizer has one layer, 'words'.")
+        for p in poolings or [self.pooling]:
+            if p not in POOLINGS:
+                raise ValueError(f"pooling={p!r} is not one of {sorted(POOLINGS)}.")
+            if p in _NEEDS_DATA and p != self.pooling:
+                raise ValueError(f"pooling={p!r} needs state fitted with pooling={p!r}; it cannot be "
+                                 f"precomputed by a featurizer fitted with pooling={self.pooling!r}.")
+        return [Request("words", p) for p in poolings or [self.pooling]]
+
+    def get_feature_names_out(self, input_features=None):
+        """``{table}__words__{pooling}_{i}``, then ``{table}__words__oov_share`` when ``oov_feature``."""
+        names = super().get_feature_names_out(input_features)
+        if self.oov_feature and self.pca_ is None:
+            names[-1] = f"{self.plan_.prefix}__words__oov_share"
+        return names
+
+    def _label(self) -> str:
+        return self.vectors if isinstance(self.vectors, str) else type(self.vectors).__name__
 
     # -- compute -----------------------------------------------------------------------------------------
-    def _compute(self, samples, requests, indices) -> dict:
+    def _compute(self, plan, samples, requests, indices) -> dict:
         table = self._table()
+        if table.identity != plan.identity["vectors"]:
+            from ..exceptions import RefitRequiredError
+
+            raise RefitRequiredError(f"vectors={self._label()!r} changed since fit (its contents differ); call "
+                                     "fit() again.")
         enc = self._encode(samples, indices, table)
-        poolings = [p for _, p in requests if p != "oov_share"]
         out = {}
-        share = None
-        for p in dict.fromkeys(poolings):
-            vecs, share = self._pool(enc, indices, table, pooling=p)
-            out[("words", p)] = vecs
-        if any(p == "oov_share" for _, p in requests):
-            if share is None:
-                share = self._pool(enc, indices, table, pooling="sum", share_only=True)[1]
-            out[("words", "oov_share")] = share[:, None].astype(np.float32)
+        for r in requests:
+            if r.pooling == "oov_share":
+                out[r] = self._oov_share(enc)[:, None]
+            else:
+                out[r] = self._pool(enc, indices, table, r.pooling)
         return out
 
-    def _fit_lookup(self, name: str, words: list) -> np.ndarray:
-        """Positions of ``words`` in a fitted word list (``learned_words_``), -1 if absent."""
-        import pandas as pd
-
-        key = "_rt_fit_index_" + name
-        memo = self.__dict__.get(key)
-        source = getattr(self, name)
-        if memo is None or memo[0] is not source:
-            memo = (source, pd.Index(list(source), dtype=object))
-            self.__dict__[key] = memo
-        if not words:
-            return np.zeros(0, np.int64)
-        return memo[1].get_indexer(pd.Index(words, dtype=object)).astype(np.int64)
-
-    def _hash_matrix(self) -> np.ndarray:
-        key = (int(self.hash_buckets), int(self.random_state), float(self.hash_scale_), self.dim_)
-        memo = self.__dict__.get("_rt_hash")
-        if memo is None or memo[0] != key:
-            rng = np.random.default_rng(int(self.random_state))
-            mat = (rng.standard_normal((int(self.hash_buckets), self.dim_)) * self.hash_scale_)
-            memo = (key, mat.astype(np.float32))
-            self._rt_hash = memo
-        return memo[1]
-
-    def _type_weights(self, uniques: list) -> np.ndarray:
-        pooling = self.pooling
-        if pooling == "tfidf":
-            pos = self._vocab_positions(uniques)
-            max_idf = np.log(1 + self.n_fit_documents_) + 1.0  # smooth idf of a word in no document
-            return np.where(pos >= 0, self.idf_[np.maximum(pos, 0)], max_idf)
-        if pooling == "sif":
-            pos = self._vocab_positions(uniques)
-            floor = 1.0 / max(self.n_fit_tokens_, 1)  # an unseen word counts as seen once
-            p = np.where(pos >= 0, self.word_prob_[np.maximum(pos, 0)], floor)
-            return self.sif_a / (self.sif_a + p)
-        return np.ones(len(uniques))
-
-    def _vocab_positions(self, words: list) -> np.ndarray:
-        import pandas as pd
-
-        memo = self.__dict__.get("_rt_fit_vocab")
-        if memo is None or memo[0] is not self.vocabulary_:
-            memo = (self.vocabulary_, pd.Index(list(self.vocabulary_), dtype=object))
-            self._rt_fit_vocab = memo
-        return (memo[1].get_indexer(pd.Index(words, dtype=object)).astype(np.int64) if words
-                else np.zeros(0, np.int64))
-
-    def _pool(self, enc: _encode.EncodedBatch, indices: list, table: VectorTable, pooling: str | None = None,
-              share_only: bool = False):
-        """Document vectors for the encoded batch with the fitted state and OOV policy, and each
-        document's OOV share.
-
-        Everything is decided per word *type* (its vector under the OOV policy, its weight, zero for a
-        type that does not count), then one CSR (documents × types) count matrix times a
-        (types × (dim + 1)) matrix ``[weight·vector | weight]`` gives, in one pass over the tokens, the
-        weighted sums and the weight totals (denominators); the same count matrix times the OOV indicator
-        gives the OOV counts. ``max`` is a segment maximum over the kept tokens' rows, in chunks of
-        documents."""
-        import scipy.sparse as sp
-
-        pooling = pooling or self.pooling
-        lengths = enc.lengths
-        n = lengths.size
-        dim = table.dim
+    def _oov_share(self, enc) -> np.ndarray:
         if enc.n_tokens == 0:
-            return np.zeros((n, dim), np.float32), np.zeros(n, np.float32)
-        codes, uniques, rows = enc.codes, enc.uniques, enc.rows
-        n_types = len(uniques)
-        bounds = np.zeros(n + 1, np.int64)  # documents' token ranges
-        np.cumsum(lengths, out=bounds[1:])
-        # documents × types, one entry per token (duplicates are summed by the products)
-        counts = sp.csr_matrix((np.ones(codes.size), codes, bounds), shape=(n, n_types))
-        oov_type = rows < 0
-        n_oov = (counts @ oov_type.astype(np.float64) if oov_type.any() else np.zeros(n))
-        share = (n_oov / np.maximum(lengths, 1)).astype(np.float32)
-        if share_only:
-            return None, share
-        if self.oov == "error" and oov_type.any():
-            first_tok = int(np.flatnonzero(oov_type[codes])[0])
-            first = int(np.searchsorted(bounds, first_tok, side="right")) - 1
-            oov_set = {uniques[i] for i in np.flatnonzero(oov_type)}
-            bad = list(dict.fromkeys(t for t in enc.document_tokens(first) if t in oov_set))
-            raise InvalidSampleError(
-                f"Sample {indices[first]}: out-of-vocabulary tokens {bad[:10]!r} (oov='error'). Use another "
-                "oov policy ('ignore', 'hash', 'subword', 'learn', ...) or fix the tokenization.",
-                index=indices[first])
-        # per type: its vector under the OOV policy, and whether it counts (dropped types: zero, no)
-        vectors = np.zeros((n_types, dim), np.float32)
-        counted = ~oov_type
-        known_idx = np.flatnonzero(counted)
-        vectors[known_idx] = table.rows(rows[known_idx])
-        oov_idx = np.flatnonzero(oov_type)
-        if oov_idx.size and self.oov != "ignore":
-            oov_words = [uniques[i] for i in oov_idx]
-            if self.oov == "zero":
-                pass  # counted, zero vector
-            elif self.oov == "unk":
-                vectors[oov_idx] = self.unk_vector_
-            elif self.oov == "hash":
-                buckets = np.fromiter((stable_hash(w, self.random_state) % self.hash_buckets
-                                       for w in oov_words), np.int64, len(oov_words))
-                vectors[oov_idx] = self._hash_matrix()[buckets]
-            elif self.oov == "subword":
-                from ..backends import gensim as gensim_backend
+            return np.zeros(enc.lengths.size, np.float32)
+        counts = _pooling.count_matrix(enc.codes, enc.lengths, len(enc.uniques))
+        n_oov = counts @ (enc.rows < 0).astype(np.float64)
+        return (n_oov / np.maximum(enc.lengths, 1)).astype(np.float32)
 
-                vectors[oov_idx] = gensim_backend.subword_vectors(table.subword_kv, oov_words)
-            elif self.oov == "learn":
-                pos = self._fit_lookup("learned_words_", oov_words)
-                keep = pos >= 0
-                oov_idx = oov_idx[keep]
-                vectors[oov_idx] = self.learned_vectors_[pos[keep]]
-            counted[oov_idx] = True
+    def _pool(self, enc: _encode.EncodedBatch, indices: list, table: VectorTable, pooling: str) -> np.ndarray:
+        """Document vectors of the encoded batch with the fitted state and OOV policy."""
+        n, dim = enc.lengths.size, table.dim
+        if enc.n_tokens == 0:
+            return np.zeros((n, dim), np.float32)
+        if self.oov == "error" and (enc.rows < 0).any():
+            self._raise_oov(enc, indices)
+        vectors, counted = _pooling.type_vectors(self, enc.uniques, enc.rows, table)
         if pooling == "max":
-            return self._max_pool(vectors, counted, codes, bounds), share
-        if pooling in ("tfidf", "sif"):
-            weights = np.where(counted, self._type_weights(uniques), 0.0)
-        else:
-            weights = counted.astype(np.float64)
-        right = np.empty((n_types, dim + 1))
-        np.multiply(weights[:, None], vectors, out=right[:, :dim])
-        right[:, dim] = weights
-        summed = counts @ right
-        out, denom = summed[:, :dim], summed[:, dim]
-        if pooling != "sum":
-            out = np.divide(out, denom[:, None], out=np.zeros_like(out), where=denom[:, None] > 0)
-        if pooling == "sif" and getattr(self, "sif_component_", None) is not None:
-            u = self.sif_component_.astype(np.float64)
-            out = out - np.outer(out @ u, u)
-        return out.astype(np.float32), share
+            return _pooling.max_pool(vectors, counted, enc.codes, enc.lengths)
+        counts = _pooling.count_matrix(enc.codes, enc.lengths, len(enc.uniques))
+        weights = np.where(counted, _pooling.type_weights(self, pooling, enc.uniques), 0.0)
+        out = _pooling.weighted_mean(counts, vectors, weights, pooling)
+        if pooling == "sif":
+            out = _pooling.remove_component(out, self.sif_component_)
+        return out.astype(np.float32)
 
     @staticmethod
-    def _max_pool(vectors: np.ndarray, counted: np.ndarray, codes: np.ndarray, bounds: np.ndarray,
-                  chunk_tokens: int = 1 << 18) -> np.ndarray:
-        """Per document, the element-wise maximum of its counted tokens' vectors (zero when none),
-        gathering at most about ``chunk_tokens`` token rows at a time."""
-        n, dim = bounds.size - 1, vectors.shape[1]
-        out = np.zeros((n, dim), np.float32)
-        start = 0
-        while start < n:  # whole documents per chunk (a long document is a chunk of its own)
-            stop = int(np.searchsorted(bounds, bounds[start] + chunk_tokens, side="right")) - 1
-            stop = max(stop, start + 1)
-            tok = codes[bounds[start]:bounds[stop]]
-            kept = counted[tok]
-            cum = np.zeros(tok.size + 1, np.int64)
-            np.cumsum(kept, out=cum[1:])
-            kept_bounds = cum[bounds[start:stop + 1] - bounds[start]]  # documents' ranges of kept tokens
-            nonempty = np.flatnonzero(np.diff(kept_bounds) > 0)
-            if nonempty.size:  # a nonempty document's segment ends where the next nonempty one starts
-                out[start + nonempty] = np.maximum.reduceat(vectors[tok[kept]], kept_bounds[nonempty], axis=0)
-            start = stop
-        return out
+    def _raise_oov(enc, indices) -> None:
+        oov_type = enc.rows < 0
+        first_tok = int(np.flatnonzero(oov_type[enc.codes])[0])
+        bounds = np.concatenate([[0], np.cumsum(enc.lengths)])
+        first = int(np.searchsorted(bounds, first_tok, side="right")) - 1
+        oov_set = {enc.uniques[i] for i in np.flatnonzero(oov_type)}
+        bad = list(dict.fromkeys(t for t in enc.document_tokens(first) if t in oov_set))
+        raise InvalidSampleError(
+            f"Sample {indices[first]}: out-of-vocabulary tokens {bad[:10]!r} (oov='error'). Use another oov "
+            "policy ('ignore', 'hash', 'subword', 'learn', ...) or fix the tokenization.", index=indices[first])
+
+    # -- discovery -----------------------------------------------------------------------------------
+    def oov_stats(self, X) -> dict:
+        """Out-of-vocabulary statistics of any data ``X`` under this featurizer's tokenizer and table
+        (changes nothing): ``{"documents", "tokens", "oov_rate", "oov_tokens" (top 20 with counts),
+        "empty_documents" (no in-vocabulary token)}``."""
+        samples = self._check_input(X)
+        counts = WordCounts()
+        counts.add(self._encode(samples, list(range(len(samples))), self._table()), False)
+        top = np.flatnonzero(counts.oov)[np.argsort(-counts.count[counts.oov], kind="stable")[:N_OOV_REPORTED]]
+        return {"documents": counts.n_docs, "tokens": counts.n_tokens,
+                "oov_rate": float(counts.count[counts.oov].sum() / counts.n_tokens) if counts.n_tokens else 0.0,
+                "oov_tokens": [(counts.words[i], int(counts.count[i])) for i in top],
+                "empty_documents": counts.n_docs_without_known}
 
     def list_layers(self):
         """The featurizer's single layer, ``words``, with its output width."""

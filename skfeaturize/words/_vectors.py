@@ -14,7 +14,7 @@ Sources (the ``vectors`` parameter of :class:`WordVectorFeaturizer`):
   ``glove_6B_index.parquet``); also a directory holding one ``.npy`` and one word list;
 * an in-memory ``(n_words, dim)`` array with ``words=`` a list.
 
-Tables given by name or path live in a process-wide registry (:mod:`skfeaturize._registry`) and are never
+Tables given by name or path live in a process-wide registry (:mod:`skfeaturize._loader`) and are never
 part of a pickle; gensim's native ``.model``/``.kv`` files are pickles and are not opened (load one you
 trust with ``KeyedVectors.load`` and pass the object).
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._registry import cached_load
+from .._loader import load, loader_key
 from ..cache._keys import file_identity, hash_array, hash_bytes
 
 _WORD_COLUMNS = ("word", "words", "token", "tokens", "key", "index", "vocab")
@@ -285,8 +285,8 @@ def load_table(vectors, words=None) -> VectorTable:
         if os.path.exists(path):
             path = os.path.abspath(path)
             st = os.stat(path)
-            key = ("words", path, st.st_size, st.st_mtime_ns, words_key)
-            return cached_load(key, lambda: _load_path(path, words))
+            key = loader_key("word-vectors", path=path, size=st.st_size, mtime=st.st_mtime_ns, words=words_key)
+            return load(key, lambda: _load_path(path, words))
         if looks_like_path(raw):
             raise FileNotFoundError(f"vectors={raw!r}: no such file or folder. Give a word-vector file "
                                     "(word2vec/GloVe/fastText, or .npy with a word list), a gensim "
@@ -296,6 +296,6 @@ def load_table(vectors, words=None) -> VectorTable:
             kv = gensim_backend.download(raw)
             return _from_kv(kv, table_name(raw), "gensim-data:" + raw)
 
-        return cached_load(("words", "gensim-data", raw), _download)
+        return load(loader_key("word-vectors", gensim_data=raw), _download)
     raise TypeError(f"vectors must be a gensim KeyedVectors/FastText/Word2Vec object, a gensim-data name, a "
                     f"file path, or a NumPy matrix with words=; got {type(vectors).__name__}.")

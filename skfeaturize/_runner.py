@@ -1,0 +1,135 @@
+"""The one batch runner of the neural featurizers (images and texts).
+
+It takes loaded batches ``(positions, inputs)`` (positions: where each item's results go), moves the inputs
+to the device, runs ``forward`` under ``inference_mode`` and autocast, and writes every result block into a
+preallocated ``(n_items, width)`` array at the batch's positions. Out of memory: the same slice is retried
+at half the size *outside* the ``except`` block (so the failed attempt's memory is really freed), and the
+smaller size is kept; results are scattered by position, so a retry can never duplicate rows, whatever the
+number of outputs. At size 1 it raises an error naming the sample. Progress counts items.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+
+from ._torch import autocast, guard_fork
+from .exceptions import InvalidSampleError
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _take(inputs, a: int, b: int):
+    if isinstance(inputs, dict):
+        return {k: v[a:b] for k, v in inputs.items()}
+    return inputs[a:b]
+
+
+def _to(inputs, device: torch.device):
+    non_blocking = device.type == "cuda"
+    if isinstance(inputs, dict):
+        return {k: v.to(device, non_blocking=non_blocking) for k, v in inputs.items()}
+    return inputs.to(device, non_blocking=non_blocking)
+
+
+class Progress:
+    """``progress``: False, True (a tqdm bar) or a callable receiving the number of items just finished."""
+
+    def __init__(self, progress, total: int, desc: str):
+        self.bar, self.callback = None, None
+        self.done, self.reported = 0.0, 0  # fractional items (a long text's windows), reported as ints
+        if callable(progress):
+            self.callback = progress
+        elif progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="item", desc=desc)
+
+    def update(self, n: float) -> None:
+        self.done += n
+        step = int(round(self.done, 6)) - self.reported
+        if step <= 0:
+            return
+        self.reported += step
+        if self.bar is not None:
+            self.bar.update(step)
+        if self.callback is not None:
+            self.callback(step)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class BatchRunner:
+    def __init__(self, device: torch.device, precision: str, batch_size: int, *,
+                 sample_of: Callable[[int], int] = lambda i: i, progress=False, desc: str = ""):
+        self.device, self.precision, self.size = device, precision, int(batch_size)
+        self.sample_of, self.progress, self.desc = sample_of, progress, desc
+
+    def run(self, batches: Iterable, n_items: int, forward: Callable, model=None, count=None) -> dict:
+        """``forward(inputs) -> {key: (b, width) tensor}`` over every batch; returns ``{key: float32 array
+        (n_items, width)}``. ``model`` is put in eval mode for the run and restored. ``count(positions)``
+        gives how many progress units a batch finishes (default: its items)."""
+        guard_fork()
+        out: dict = {}
+        filled = np.zeros(n_items, bool)
+        bar = Progress(self.progress, n_items, self.desc)
+        was_training = model.training if model is not None else False
+        if model is not None:
+            model.eval()
+        try:
+            with torch.inference_mode():
+                for positions, inputs in batches:
+                    positions = np.asarray(positions, dtype=np.int64)
+                    self._run_batch(positions, _to(inputs, self.device), forward, out, n_items)
+                    filled[positions] = True
+                    bar.update(len(positions) if count is None else count(positions))
+        finally:
+            if model is not None:
+                model.train(was_training)
+            bar.close()
+        if n_items and not filled.all():
+            raise RuntimeError(f"{int((~filled).sum())} items were never computed; this is a bug in skfeaturize.")
+        return out
+
+    def _run_batch(self, positions: np.ndarray, inputs, forward: Callable, out: dict, n_items: int) -> None:
+        n, start = len(positions), 0
+        while start < n:
+            stop = min(n, start + self.size)
+            oom = None
+            try:
+                with autocast(self.device, self.precision):
+                    blocks = forward(_take(inputs, start, stop))
+                for key, block in blocks.items():
+                    block = block.float().cpu().numpy()
+                    if key not in out:
+                        out[key] = np.zeros((n_items, block.shape[1]), np.float32)
+                    out[key][positions[start:stop]] = block
+            except Exception as e:  # noqa: BLE001 - filtered just below
+                if not _is_oom(e):
+                    raise
+                oom = e
+            if oom is None:
+                start = stop
+                continue
+            del oom
+            self._back_off(stop - start, int(positions[start]))
+
+    def _back_off(self, tried: int, first_position: int) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if tried == 1:
+            idx = self.sample_of(first_position)
+            raise InvalidSampleError(
+                f"Sample {idx}: out of memory on {self.device} even with batch size 1; use a smaller input "
+                "size, precision='bf16'/'fp16', or device='cpu'.", index=idx)
+        self.size = max(1, tried // 2)
+        warnings.warn(f"Out of memory on {self.device}; retrying with batch size {self.size}.", stacklevel=4)
