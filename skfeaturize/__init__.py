@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-from ._version import __version__
 from ._loader import clear_loaded
+from ._version import __version__
 from .exceptions import (
     CacheCorruptionWarning,
     InvalidSampleError,

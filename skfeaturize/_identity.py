@@ -3,7 +3,8 @@
 A fingerprint is only correct if two parameter values with the same identity compute the same numbers. So
 a Python function is identified by its code (bytecode, constants, nested code), its defaults, its closure
 values and the module globals it reads; a ``functools.partial`` by its function and arguments; a bound method
-by its function and its object; an object by its class and its state (``__dict__``/``__slots__``, recursively);
+by its function and its object; an object by its class and its state (``__dict__``/``__slots__``,
+recursively);
 arrays and tensors by their bytes. ``lambda x: x`` and ``lambda x: 1 - x`` differ, ``make(scale=1)`` and
 ``make(0.5)`` differ, two ``partial``\\s with different arguments differ.
 
@@ -123,7 +124,8 @@ class _Walker:
         if library is not None:  # installed library code changes only with its version
             return ["library-function", fn.__module__, fn.__qualname__, library,
                     self.value(fn.__defaults__, depth + 1), self.value(fn.__kwdefaults__, depth + 1),
-                    [self.value(c.cell_contents, depth + 1) for c in (fn.__closure__ or ()) if _cell_filled(c)]]
+                    [self.value(c.cell_contents, depth + 1)
+                     for c in (fn.__closure__ or ()) if _cell_filled(c)]]
         code = fn.__code__
         closure = [self.value(c.cell_contents, depth + 1) if _cell_filled(c) else ["empty-cell"]
                    for c in (fn.__closure__ or ())]
@@ -166,7 +168,8 @@ class _Walker:
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(obj, torch.nn.Module):
             state = {k: v for k, v in state.items() if k not in ("training", "_is_full_backward_hook")}
-        call = getattr(cls, "__call__", None)
+        call = cls.__dict__.get("__call__") or next(
+            (k.__dict__["__call__"] for k in cls.__mro__ if "__call__" in k.__dict__), None)
         behaviour = self.function(call, depth + 1) if isinstance(call, types.FunctionType) else None
         return ["object", _qualname(cls), behaviour, self.value(state, depth + 1)]
 

@@ -97,7 +97,8 @@ class BatchRunner:
                 model.train(was_training)
             bar.close()
         if n_items and not filled.all():
-            raise RuntimeError(f"{int((~filled).sum())} items were never computed; this is a bug in skfeaturize.")
+            raise RuntimeError(f"{int((~filled).sum())} items were never computed; this is a bug in "
+                               "skfeaturize.")
         return out
 
     def _run_batch(self, positions: np.ndarray, inputs, forward: Callable, out: dict, n_items: int) -> None:

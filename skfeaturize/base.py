@@ -239,7 +239,8 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         layers, poolings = getattr(self, "cache_layers", None), getattr(self, "cache_poolings", None)
         if layers is None and poolings is None:
             return ()
-        extra = resolve(None if layers is None else list(layers), None if poolings is None else list(poolings))
+        extra = resolve(None if layers is None else list(layers),
+                        None if poolings is None else list(poolings))
         return tuple(r for r in dict.fromkeys(extra) if r not in plan_requests)
 
     # -- input ---------------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ class RefitRequiredError(SkfeaturizeError, ValueError, AttributeError):
 
 class UncachedWarning(UserWarning):
     """A featurizer with ``cache=`` cannot cache: part of its parameters (a callable, an object) cannot be
-    identified safely, so a cached vector could belong to another computation. It computes without the cache."""
+    identified safely, so a cached vector could belong to another computation. It computes without the
+    cache."""
 
 
 class WeightsNotFoundError(SkfeaturizeError, FileNotFoundError):

@@ -12,21 +12,20 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from skfeaturize import EmbeddingCache, ImageFeaturizer
-from skfeaturize.image._backbone import Backbone
 
 
 @pytest.fixture
 def count_image_forwards(monkeypatch):
     """Counts the samples that go through an image backbone's forward pass."""
     seen = {"samples": 0, "calls": 0}
-    real = Backbone.forward
+    real = ImageFeaturizer._run_taps
 
-    def counting(self, x, layers):
+    def counting(taps, x, layers):
         seen["samples"] += x.shape[0]
         seen["calls"] += 1
-        return real(self, x, layers)
+        return real(taps, x, layers)
 
-    monkeypatch.setattr(Backbone, "forward", counting)
+    monkeypatch.setattr(ImageFeaturizer, "_run_taps", staticmethod(counting))
     return seen
 
 
@@ -85,12 +84,18 @@ def test_hit_equals_miss_bit_for_bit_and_requests_never_mix(tmp_path, small_imag
     assert np.array_equal(nocache, miss)
     # another layer, pooling, model, weights or preprocessing never hits
     for params in [{"layer": "layer3"}, {"pooling": "max"}, {"backbone": "timm:test_vit", "layer": -1},
-                   {"precision": "bf16"}, {"preprocess": ImageFeaturizer("resnet18")._transform_obj()}]:
+                   {"precision": "bf16"}, {"preprocess": _resnet18_transform()}]:
         before = count_image_forwards["samples"]
         out = clone(f).set_params(**params).fit([]).transform(small_images[:2])
         assert count_image_forwards["samples"] == before + 2, params
         ref = clone(f).set_params(cache=None, **params).fit([]).transform(small_images[:2])
         assert np.array_equal(out, ref)
+
+
+def _resnet18_transform():
+    import torchvision
+
+    return torchvision.models.ResNet18_Weights.DEFAULT.transforms()
 
 
 def test_duplicates_are_computed_once_and_order_is_kept(tmp_path, small_images, count_image_forwards):
@@ -103,15 +108,15 @@ def test_duplicates_are_computed_once_and_order_is_kept(tmp_path, small_images, 
 
 
 def test_all_hits_never_load_the_backbone(tmp_path, small_images):
-    from skfeaturize import _torch
+    from skfeaturize import _loader
 
     f = ImageFeaturizer("resnet18", weights=None, cache=str(tmp_path / "c")).fit([])
     X = f.transform(small_images[:3])
-    _torch.clear_model_registry()
+    _loader.clear_loaded()
     g = pickle.loads(pickle.dumps(clone(f).fit([])))
     np.testing.assert_array_equal(g.transform(small_images[:3]), X)
-    assert not _torch._REGISTRY
-    assert len(g.get_feature_names_out()) == 512 and not _torch._REGISTRY
+    assert len(g.get_feature_names_out()) == 512
+    assert "torchvision-weights" not in _loader.loaded_kinds()
 
 
 def test_file_content_is_the_key_not_the_path(tmp_path, image_files, count_image_forwards):
@@ -142,7 +147,7 @@ def test_cache_param_survives_clone_and_pickle(tmp_path, small_images):
     f = ImageFeaturizer("timm:test_resnet", weights=None, cache=str(tmp_path / "c")).fit([])
     out = f.transform(small_images[:2])
     g = pickle.loads(pickle.dumps(f))
-    assert g.cache == f.cache and "_rt_cache" not in g.__dict__
+    assert g.cache == f.cache
     np.testing.assert_array_equal(g.transform(small_images[:2]), out)
     assert clone(f).get_params()["cache"] == str(tmp_path / "c")
 
@@ -170,8 +175,10 @@ def minilm():
 
 def _count_text_rows(featurizer):
     """A forward pre-hook on the (process-wide, shared) encoder: counts the texts it encodes."""
+    import torch
+
     seen = {"rows": 0}
-    net = featurizer._load().net
+    net = featurizer.backend_.load(torch.device("cpu")).net
 
     def hook(_module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)

@@ -35,7 +35,7 @@ def test_every_converted_tensor_is_loaded(lite0_path):
 
     sd = read_state_dict(lite0_path)
     f = ImageFeaturizer("timm:tf_efficientnet_lite0", weights=lite0_path).fit([])
-    model_sd = f._load().model.state_dict()
+    model_sd = f.backend_.load(torch.device("cpu")).model.state_dict()
     assert len(sd) == len(model_sd) == 296
     for (_, src), (_, dst) in zip(sd.items(), model_sd.items(), strict=True):
         assert torch.equal(src, dst)

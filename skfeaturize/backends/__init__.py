@@ -68,8 +68,9 @@ def _raise_unknown(backbone: str, name: str):
     folder = os.path.expanduser(backbone)
     if os.path.isdir(folder) and os.path.isfile(os.path.join(folder, "config.json")):
         raise ValueError(
-            f"backbone={backbone!r} is a Hugging Face model folder (it has config.json), not a torchvision or "
-            "timm image model. For a text model use TextFeaturizer (`skfeaturize embed ... --featurizer text`, "
+            f"backbone={backbone!r} is a Hugging Face model folder (it has config.json), not a torchvision "
+            "or timm image model. For a text model use TextFeaturizer (`skfeaturize embed ... --featurizer "
+            "text`, "
             "`skfeaturize layers ... --featurizer text`); for a transformers vision model, load it yourself "
             "and pass the torch.nn.Module as backbone.")
     from . import timm as timm_backend

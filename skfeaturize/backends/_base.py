@@ -1,8 +1,8 @@
 """The one interface every image backbone source implements, and what it says about its layers.
 
-A backend is chosen once, in ``fit``, from the ``backbone`` parameter (:func:`skfeaturize.backends.image_backend`)
-and stored in the fitted plan; it holds a specification (names, weights, a user's module), never loaded
-weights, so it pickles small. Its methods:
+A backend is chosen once, in ``fit``, from the ``backbone`` parameter
+(:func:`skfeaturize.backends.image_backend`) and kept as the fitted ``backend_``; it holds a specification
+(names, weights, a user's module), never loaded weights, so it pickles small. Its methods:
 
 ``identity()``
     What the weights and the architecture are, JSON-able (part of every cache namespace).
@@ -79,7 +79,8 @@ class ImageBackend(ABC):
     def load(self, device) -> Taps: ...
 
     def standard(self, input_shape: tuple) -> list[LayerInfo]:
-        return sorted((li for li in self.layers(input_shape) if li.index is not None), key=lambda li: li.index)
+        return sorted((li for li in self.layers(input_shape) if li.index is not None),
+                      key=lambda li: li.index)
 
     def resolve(self, layer, input_shape: tuple) -> LayerInfo:
         """An int indexes the standard list (negatives from the end); a str is any layer's name."""
@@ -106,8 +107,8 @@ class ImageBackend(ABC):
         raise LayerNotFoundError(f"Layer {layer!r} not found in {self.label!r}.{did} {hint}")
 
     def _no_standard_list(self, layer) -> str:
-        return (f"layer={layer!r}: {self.label!r} has no standard list of feature layers for an int to index. "
-                f"Name a layer instead; skfeaturize.list_layers(...) lists them.")
+        return (f"layer={layer!r}: {self.label!r} has no standard list of feature layers for an int to "
+                "index. Name a layer instead; skfeaturize.list_layers(...) lists them.")
 
     def _no_pre_logits(self) -> str:
         return (f"{self.label!r} defines no pre-logits embedding (layer=-1 / 'pre_logits'). Name the layer "

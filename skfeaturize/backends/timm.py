@@ -11,7 +11,6 @@ so a block's output is its ``(tokens, dim)`` sequence. Any other module path is 
 from __future__ import annotations
 
 import inspect
-import os
 
 from .._loader import load, loader_key
 from ..exceptions import WeightsNotFoundError
@@ -157,7 +156,7 @@ class TimmBackend(ImageBackend):
         if self.module is not None:
             key = loader_key("timm-module-taps", device=str(device), **self._spec())
             return load(key, lambda: TimmTaps(self.module.to(device)))
-        weights = os.path.expanduser(os.fspath(self.weights)) if looks_like_path(self.weights) else self.weights
+        weights = checkpoint_path(self.weights) if looks_like_path(self.weights) else self.weights
         key = loader_key("timm-weights", name=self.name, weights=weights, device=str(device))
         return load(key, lambda: TimmTaps(_frozen(build(self.name, weights)).to(device)))
 
@@ -192,7 +191,7 @@ class TimmTaps(Taps):
         try:
             out = self._forward(x, sorted(set(std)), need_final=PRE_LOGITS in layers or bool(hooked),
                                 pre_logits=PRE_LOGITS in layers)
-            if hooked and any(n not in captured for n in layers if n in hooked):
+            if any(n not in captured for n in hooked):
                 self.model.forward_head(out.pop("_final"))  # taps inside the classifier head
         finally:
             for h in handles:

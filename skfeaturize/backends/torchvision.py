@@ -214,7 +214,7 @@ class TorchvisionBackend(ImageBackend):
         if self.module is not None:
             key = loader_key("torchvision-module-taps", device=str(device), **self._spec())
             return load(key, lambda: FxTaps(self.module.to(device), self._graph()))
-        weights = os.path.expanduser(os.fspath(self.weights)) if looks_like_path(self.weights) else self.weights
+        weights = checkpoint_path(self.weights) if looks_like_path(self.weights) else self.weights
         key = loader_key("torchvision-weights", name=self.name, weights=weights, device=str(device))
         return load(key, lambda: FxTaps(_frozen(build(self.name, weights)).to(device), self._graph()))
 

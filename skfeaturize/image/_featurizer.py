@@ -231,7 +231,8 @@ class ImageFeaturizer(BaseFeaturizer):
         taps = self.backend_.load(device)
         transform = self.backend_.preprocessing() if self.preprocess == "auto" else self.preprocess
         shape = self._input_shape(transform)
-        infos = {name: self.backend_.resolve(name, shape) for name in dict.fromkeys(r.layer for r in requests)}
+        infos = {name: self.backend_.resolve(name, shape)
+                 for name in dict.fromkeys(r.layer for r in requests)}
         layers = tuple(infos)
         loader = DataLoader(_ImageDataset(samples, indices, transform), batch_size=self.batch_size,
                             shuffle=False, num_workers=self.num_workers, pin_memory=device.type == "cuda",

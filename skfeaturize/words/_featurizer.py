@@ -175,6 +175,11 @@ class WordVectorFeaturizer(BaseFeaturizer):
         """The vector table (loaded once per process for names and paths; see ``_vectors.py``)."""
         return load_table(self.vectors, self.words)
 
+    def _tokenize(self, samples: list) -> list[list[str]]:
+        """Documents as token lists, normalised as the featurizer sees them."""
+        tokenizer = _tokenize.resolve_tokenizer(self.tokenizer)
+        return _tokenize.tokenize_documents(samples, tokenizer, self.lowercase)
+
     def _check_input(self, X) -> list:
         samples = as_sample_list(X, what=self._input_what)
         if set(map(type, samples)) <= {str, list}:  # the common case, checked in one C-level pass
@@ -340,7 +345,7 @@ class WordVectorFeaturizer(BaseFeaturizer):
         from ..backends import gensim as gensim_backend
 
         c = self.counts_
-        docs = _tokenize.tokenize_documents(samples, _tokenize.resolve_tokenizer(self.tokenizer), self.lowercase)
+        docs = self._tokenize(samples)
         self.learned_words_, self.learned_vectors_ = gensim_backend.train_oov_vectors(
             [d for d in docs if d], table, [c.words[i] for i in np.flatnonzero(c.oov)],
             epochs=self.learn_epochs, seed=self.random_state)
@@ -354,10 +359,10 @@ class WordVectorFeaturizer(BaseFeaturizer):
         top = ", ".join(repr(w) for w, _ in self.oov_tokens_[:8])
         hint = " (the table looks lowercased: try lowercase=True)" if not self.lowercase and any(
             w[:1].isupper() for w, _ in self.oov_tokens_[:8]) else ""
-        warnings.warn(f"{self.oov_rate_:.1%} of the training tokens are not in {self._label()!r} (more than "
-                      f"{OOV_WARN_RATE:.0%}); most frequent: {top}{hint}. Check the tokenizer and lowercase "
-                      "settings, or use an oov policy such as 'subword', 'hash' or 'learn'. oov_stats(X) "
-                      "reports any data's OOV rate.", UserWarning, stacklevel=4)
+        warnings.warn(f"{self.oov_rate_:.1%} of the training tokens are not in {self.vectors_name_!r} "
+                      f"(more than {OOV_WARN_RATE:.0%}); most frequent: {top}{hint}. Check the tokenizer "
+                      "and lowercase settings, or use an oov policy such as 'subword', 'hash' or 'learn'. oov_stats(X) "
+                      "reports any data's OOV rate.", UserWarning, stacklevel=5)
 
     def _plan(self, table) -> Plan:
         requests = [Request("words", self.pooling)]
@@ -416,8 +421,8 @@ class WordVectorFeaturizer(BaseFeaturizer):
         if table.identity != plan.identity["vectors"]:
             from ..exceptions import RefitRequiredError
 
-            raise RefitRequiredError(f"vectors={self._label()!r} changed since fit (its contents differ); call "
-                                     "fit() again.")
+            raise RefitRequiredError(f"vectors={self._label()!r} changed since fit (its contents differ); "
+                                     "call fit() again.")
         enc = self._encode(samples, indices, table)
         out = {}
         for r in requests:
@@ -461,7 +466,8 @@ class WordVectorFeaturizer(BaseFeaturizer):
         bad = list(dict.fromkeys(t for t in enc.document_tokens(first) if t in oov_set))
         raise InvalidSampleError(
             f"Sample {indices[first]}: out-of-vocabulary tokens {bad[:10]!r} (oov='error'). Use another oov "
-            "policy ('ignore', 'hash', 'subword', 'learn', ...) or fix the tokenization.", index=indices[first])
+            "policy ('ignore', 'hash', 'subword', 'learn', ...) or fix the tokenization.",
+            index=indices[first])
 
     # -- discovery -----------------------------------------------------------------------------------
     def oov_stats(self, X) -> dict:
@@ -471,9 +477,10 @@ class WordVectorFeaturizer(BaseFeaturizer):
         samples = self._check_input(X)
         counts = WordCounts()
         counts.add(self._encode(samples, list(range(len(samples))), self._table()), False)
-        top = np.flatnonzero(counts.oov)[np.argsort(-counts.count[counts.oov], kind="stable")[:N_OOV_REPORTED]]
-        return {"documents": counts.n_docs, "tokens": counts.n_tokens,
-                "oov_rate": float(counts.count[counts.oov].sum() / counts.n_tokens) if counts.n_tokens else 0.0,
+        oov = counts.oov
+        top = np.flatnonzero(oov)[np.argsort(-counts.count[oov], kind="stable")[:N_OOV_REPORTED]]
+        rate = float(counts.count[oov].sum() / counts.n_tokens) if counts.n_tokens else 0.0
+        return {"documents": counts.n_docs, "tokens": counts.n_tokens, "oov_rate": rate,
                 "oov_tokens": [(counts.words[i], int(counts.count[i])) for i in top],
                 "empty_documents": counts.n_docs_without_known}
 

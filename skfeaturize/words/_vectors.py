@@ -285,7 +285,8 @@ def load_table(vectors, words=None) -> VectorTable:
         if os.path.exists(path):
             path = os.path.abspath(path)
             st = os.stat(path)
-            key = loader_key("word-vectors", path=path, size=st.st_size, mtime=st.st_mtime_ns, words=words_key)
+            key = loader_key("word-vectors", path=path, size=st.st_size, mtime=st.st_mtime_ns,
+                             words=words_key)
             return load(key, lambda: _load_path(path, words))
         if looks_like_path(raw):
             raise FileNotFoundError(f"vectors={raw!r}: no such file or folder. Give a word-vector file "
