@@ -361,8 +361,8 @@ class WordVectorFeaturizer(BaseFeaturizer):
             w[:1].isupper() for w, _ in self.oov_tokens_[:8]) else ""
         warnings.warn(f"{self.oov_rate_:.1%} of the training tokens are not in {self.vectors_name_!r} "
                       f"(more than {OOV_WARN_RATE:.0%}); most frequent: {top}{hint}. Check the tokenizer "
-                      "and lowercase settings, or use an oov policy such as 'subword', 'hash' or 'learn'. oov_stats(X) "
-                      "reports any data's OOV rate.", UserWarning, stacklevel=5)
+                      "and lowercase settings, or use an oov policy such as 'subword', 'hash' or 'learn'. "
+                      "oov_stats(X) reports any data's OOV rate.", UserWarning, stacklevel=5)
 
     def _plan(self, table) -> Plan:
         requests = [Request("words", self.pooling)]
