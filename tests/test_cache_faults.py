@@ -322,6 +322,44 @@ def test_full_disk_for_real_on_a_small_tmpfs(shared_tmp):
     assert {cat for cat, _ in res["warnings"]} == {"CacheWriteWarning"}
 
 
+@pytest.mark.parametrize(
+    ("error", "fault"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "full"),
+        (PermissionError(errno.EACCES, "Permission denied"), "read-only"),
+        (OSError(errno.EROFS, "Read-only file system"), "read-only"),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory"), None),
+        (sqlite3.OperationalError("database or disk is full"), "full"),
+        (sqlite3.OperationalError("database is locked"), "locked"),
+        (sqlite3.OperationalError("attempt to write a readonly database"), "read-only"),
+        (sqlite3.OperationalError("unable to open database file"), "read-only"),
+        (sqlite3.OperationalError("disk I/O error"), "I/O error"),
+        (sqlite3.DatabaseError("file is not a database"), "corrupt"),
+        (sqlite3.DatabaseError("database disk image is malformed"), "corrupt"),
+        (sqlite3.OperationalError("no such table: entries"), None),  # a bug, not a fault: raised
+        (ValueError("database or disk is full"), None),
+    ],
+)
+def test_which_errors_are_faults(tmp_path, error, fault):
+    assert _store._fault(error, str(tmp_path)) == fault
+
+
+def test_io_error_skips_the_write_and_says_disk_full_only_when_it_is(tmp_path, monkeypatch, record):
+    def io_error(cls, conn, max_bytes):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(EmbeddingCache, "_enforce_max_bytes", classmethod(io_error))
+    cache = EmbeddingCache(tmp_path / "a", max_bytes=10**6)
+    assert cache.put_many(NS, ["a"], np.ones((1, 4), np.float32)) == 0  # 0.1: raised
+    monkeypatch.setattr(_store, "NEARLY_FULL_BYTES", 2**62)  # "less than 1 MiB free", as on a full disk
+    full = EmbeddingCache(tmp_path / "b", max_bytes=10**6)
+    assert full.put_many(NS, ["a"], np.ones((1, 4), np.float32)) == 0
+    first, second = record(CacheWriteWarning)
+    assert "the disk reported an I/O error (disk I/O error); 1 computed vector(s)" in first
+    assert "the disk is full (disk I/O error)" in second
+    assert len(cache) == 0 and len(full) == 0
+
+
 # -------------------------------------------------------------------------------- 3. locked
 def test_lock_held_past_the_busy_timeout_skips_the_write_and_reads_go_on(tmp_path, monkeypatch, record):
     v = _filled(tmp_path)
@@ -499,6 +537,8 @@ def test_world_writable_cache_warns_once(tmp_path, record, folder_mode, db_mode,
     cache = EmbeddingCache(folder)
     cache.get_many(NS, KEYS)
     cache.put_many(NS, ["new"], np.ones((1, 16), np.float32))
+    cache.close()
+    assert len(cache) == 6  # reopened: still one warning for this instance
     msgs = record(CachePermissionWarning)
     if warned is None:
         assert msgs == []

@@ -343,6 +343,15 @@ class EmbeddingCache:
     opens its own). Pickling keeps only ``path``, ``dtype`` and ``max_bytes``. An instance is thread-safe
     (calls are serialised by a lock).
 
+    Faults degrade, they never lose the caller's vectors (:attr:`mode` says how the store is used): a folder
+    this process cannot write is opened read-only, so hits are served and writes are skipped; a folder that
+    cannot be created, or a database that cannot be read, turns the store off (every lookup a miss); a full
+    disk, a lock held past :data:`BUSY_TIMEOUT_S` or a disk I/O error skip that write. Each cause is reported
+    once per instance with a :class:`~skfeaturize.exceptions.CacheWriteWarning`. A corrupt database file is
+    moved aside and rebuilt (:class:`~skfeaturize.exceptions.CacheCorruptionWarning`); a world-writable
+    folder or database warns (:class:`~skfeaturize.exceptions.CachePermissionWarning`). ``evict``, ``clear``
+    and ``vacuum`` raise :class:`CacheError` when the store cannot be changed: the user asked for a change.
+
     Durability: ``synchronous=NORMAL`` in WAL mode. A killed process (SIGKILL, OOM killer, crash) never loses
     a committed batch and never corrupts the database. After a power cut or kernel crash the last few
     committed batches may roll back (the database is still consistent), which for a cache only means they
@@ -504,7 +513,8 @@ class EmbeddingCache:
                 stacklevel=5,
             )
         shared = _shared_writable(self.path, self.db_path)
-        if shared:
+        if shared and "shared" not in self._warned:
+            self._warned.add("shared")  # once per instance, like the write warnings
             warnings.warn(
                 f"Cache {self.path!r}: {' and '.join(shared)} {'is' if len(shared) == 1 else 'are'} writable "
                 "by every user of this machine. "
