@@ -52,3 +52,15 @@ class CacheError(SkfeaturizeError, ValueError):
 
 class CacheCorruptionWarning(UserWarning):
     """A cache entry failed its checksum; it was discarded and recomputed."""
+
+
+class CacheWriteWarning(UserWarning):
+    """A cache write was skipped (read-only folder, full disk, lock held too long, disk I/O error).
+
+    The computed vectors were still returned; they are only not stored, so they will be computed again.
+    Shown once per cache instance and cause.
+    """
+
+
+class CachePermissionWarning(UserWarning):
+    """The cache folder or its database is writable by every user, who could plant or change entries."""

@@ -100,11 +100,16 @@ def test_float16_storage_equals_roundtrip_and_is_smaller(tmp_path):
     assert size16 < 0.6 * size32, (size16, size32)  # 4 KiB pages would give 0.75 here
 
 
-def test_float16_overflow_warns(tmp_path):
+def test_float16_overflow_row_is_stored_as_float32(tmp_path):
+    # 0.1 stored 1e6 as inf (RuntimeWarning); now that entry alone keeps float32 (see test_cache_faults.py)
     cache = EmbeddingCache(tmp_path, dtype="float16")
-    with pytest.warns(RuntimeWarning, match=r"exceed float16's range .*EmbeddingCache\(dtype='float32'\)"):
-        cache.put_many(NS, ["big"], np.array([[1e6, 1.0]], dtype=np.float32))
-    assert np.isinf(cache.get_many(NS, ["big"])["big"][0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.put_many(NS, ["big", "small"], np.array([[1e6, 1.0], [2.0, 0.1]], dtype=np.float32)) == 2
+    got = cache.get_many(NS, ["big", "small"])
+    assert got["big"].tolist() == [1e6, 1.0]
+    assert got["small"].tolist() == [2.0, float(np.float16(0.1))]
+    assert cache.size_bytes() == 2 * 4 + 2 * 2
 
 
 def test_namespaces_isolate_same_key(tmp_path):
@@ -318,10 +323,13 @@ def test_corrupt_entry_warns_is_a_miss_and_is_deleted(tmp_path, sql):
     assert np.array_equal(cache.get_many(NS, ["k3"])["k3"], v[3])
 
 
-def test_foreign_file_is_a_clear_error(tmp_path):
+def test_foreign_file_is_moved_aside_and_rebuilt(tmp_path):
+    # 0.1 raised "not a readable skfeaturize cache ... delete it"; tests/test_cache_faults.py has the details
     (tmp_path / "embeddings.sqlite").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(CacheError, match=r"not a readable skfeaturize cache .* delete it"):
-        len(EmbeddingCache(tmp_path))
+    with pytest.warns(CacheCorruptionWarning, match=r"is corrupt \(file is not a database\)\. Moved it"):
+        assert len(EmbeddingCache(tmp_path)) == 0
+    (moved,) = tmp_path.glob("embeddings.sqlite.corrupt-*")
+    assert moved.read_bytes() == b"this is not a database" * 100
 
 
 def test_newer_schema_is_refused(tmp_path):
