@@ -16,10 +16,10 @@ restricted to what :data:`FORMATS_BY_EXTENSION` gives for the file's extension (
 :data:`ACCEPTED_FORMATS` for bytes and for any other extension (or none). A multi-picture JPEG from a
 camera (Pillow's ``MPO``) is opened by the JPEG plugin and so counts as JPEG.
 
-Bounded work. Preprocessing resizes the *shorter* side, so a 1×30000 image becomes a 168×5 million
-intermediate (3.4 GB). Images whose long side exceeds :data:`MAX_ASPECT_RATIO` times their short side are
-rejected (from the header, before any pixel is decoded); together with Pillow's ``MAX_IMAGE_PIXELS`` this
-bounds the memory of every image.
+Bounded work. Preprocessing resizes the *shorter* side, so a 1×30000 image resized to 168 becomes a
+168×5 million intermediate (3.4 GB measured). Images whose long side exceeds :data:`MAX_ASPECT_RATIO`
+times their short side are rejected (from the header, before any pixel is decoded); together with
+Pillow's ``MAX_IMAGE_PIXELS`` this bounds the memory of every image.
 
 Cache keys (:func:`content_key`): "same key" must imply "same RGB image out of :func:`load_image`".
 
@@ -60,8 +60,9 @@ FORMATS_BY_EXTENSION = {
 }
 
 #: Longest side / shortest side above which an image is rejected. Resizing the shorter side to S makes
-#: an S × (S·ratio) intermediate: at 32:1 and S = 256 that is 8 million pixels (tens of MB), and a centre
-#: crop of such an image already shows at most 1/32 of it. Panoramas (≤ 10:1) pass. Read at call time.
+#: an S × (S·ratio) intermediate: at 32:1 and S = 256 that is 2 million pixels (under 30 MB even as
+#: float32), and a centre crop of such an image shows at most 1/32 of it anyway. Panoramas (≤ 10:1) pass.
+#: Read at call time, in the process that decodes.
 MAX_ASPECT_RATIO = 32
 
 _TRUNCATED_LOCK = threading.Lock()
@@ -134,21 +135,23 @@ def allowed_formats(sample) -> tuple[tuple[str, ...], str]:
     return ACCEPTED_FORMATS, f"accepted formats are {', '.join(ACCEPTED_FORMATS)}"
 
 
+def _accepts(fmt: str, prefix: bytes) -> bool:
+    """Pillow's own magic-number check of one format on a 16-byte header (no parser runs)."""
+    from PIL import Image
+
+    accept = Image.OPEN[fmt][1]
+    try:
+        return accept is not None and bool(accept(prefix))
+    except Exception:  # noqa: BLE001 - a plugin's check failing means "not this format"
+        return False
+
+
 def _sniff(data: bytes) -> list[str]:
-    """Every format whose Pillow plugin recognises this header (Pillow's own 16-byte magic checks)."""
+    """Every format whose Pillow plugin recognises this header."""
     from PIL import Image
 
     Image.init()
-    prefix = data[:16]
-    found = []
-    for fmt in Image.ID:
-        accept = Image.OPEN[fmt][1]
-        try:
-            if accept is not None and accept(prefix):
-                found.append(fmt)
-        except Exception:  # noqa: BLE001, S112 - a plugin's check failing means "not this format"
-            continue
-    return found
+    return [fmt for fmt in Image.ID if _accepts(fmt, data[:16])]
 
 
 def _unidentified(data: bytes, formats: tuple[str, ...], expected: str) -> str:
@@ -178,8 +181,13 @@ def _fix(real: str, formats: tuple[str, ...]) -> str:
 
 def check_format(data: bytes, sample, index: int) -> None:
     """Reject, from the header alone, data that :func:`load_image` would refuse for its format."""
+    from PIL import Image
+
     formats, expected = allowed_formats(sample)
-    if not any(f in formats for f in _sniff(data)):
+    Image.preinit()  # the common plugins; all of them (slower, once) only when one is missing
+    if any(f not in Image.OPEN for f in formats):
+        Image.init()
+    if not any(_accepts(f, data[:16]) for f in formats):
         raise _err(index, sample, "cannot decode image: " + _unidentified(data, formats, expected))
 
 
@@ -251,7 +259,8 @@ def _array_to_pil(a: np.ndarray, index: int, sample):
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
         hint = ""
         if a.ndim == 3:
-            hint = f"; if it is a stack of {a.shape[0]} grayscale images (N, H, W), pass one per sample: list(a)"
+            hint = (f"; if it is a stack of {a.shape[0]} grayscale images (N, H, W), pass one per "
+                    "sample: list(a)")
         raise _err(index, sample, f"array of shape {a.shape} is not an image; expected (H, W), "
                                   f"(H, W, 1), (H, W, 3) or (H, W, 4){hint}")
     if a.dtype == np.bool_:
