@@ -71,7 +71,8 @@ _READ_ERRORS = (ValueError, EOFError, struct.error, AssertionError, NotImplement
 
 
 def _unreadable(path: str, what: str, e: Exception) -> VectorFileError:
-    return VectorFileError(f"Word-vector file {path!r}: not a readable {what} ({type(e).__name__}: {e}). "
+    kind = "struct.error" if isinstance(e, struct.error) else type(e).__name__
+    return VectorFileError(f"Word-vector file {path!r}: not a readable {what} ({kind}: {e}). "
                            "Check that the file is complete and of that format (word2vec text is read from "
                            ".txt/.vec, word2vec binary and fastText from .bin).", path=path)
 

@@ -254,7 +254,8 @@ def _load_npy(path: str, words, name: str) -> VectorTable:
     word_list = read_word_list(os.fspath(words_path), matrix.shape[0]) if words_path else list(words)
     ident = "npy:" + file_identity(path) + ":" + (file_identity(words_path) if words_path else
                                                   words_digest(word_list))
-    table = _from_matrix(matrix, word_list, name, ident, f"vectors={path!r}")
+    with np.errstate(over="ignore"):  # a float64 value beyond float32 becomes inf: reported just below
+        table = _from_matrix(matrix, word_list, name, ident, f"vectors={path!r}")
     vectorfiles.check_finite(table.matrix, path, table.words)  # chunked: a memory map stays a memory map
     return table
 
