@@ -14,9 +14,9 @@ compare it with gensim on every text file gensim ships) and adds the checks, all
 * every value is a number, and finite in float32 (``1e39`` overflows to ``inf``);
 * blank lines only at the end; a word2vec header's count matches the vector lines.
 
-It is also about four times faster than gensim's reader (400k × 50 GloVe text: ~5 s against ~20 s), since
-numbers are converted a block of lines at a time. :func:`first_nonfinite` is the chunked finiteness scan
-used for ``.npy`` matrices (memory-mapped: bounded memory) and gensim binary tables.
+It is also 4–5× faster than gensim's reader (400k × 50 GloVe text: 10.8 s against 51.5 s in one run on a
+loaded machine), since numbers are converted a block of lines at a time. :func:`first_nonfinite` is the
+chunked finiteness scan used for ``.npy`` matrices (memory-mapped: bounded memory) and gensim binary tables.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ Sources (the ``vectors`` parameter of :class:`WordVectorFeaturizer`):
   — a parameter: it is used as is and pickles with the estimator;
 * a gensim-data name (``"glove-wiki-gigaword-100"``) loaded with ``gensim.downloader``;
 * a local file: word2vec text (``N D`` header) or binary (``.bin``), GloVe text (no header), fastText
-  ``.bin`` (with subword n-grams, detected by its magic number) or ``.vec``;
+  ``.bin`` (with subword n-grams, detected by its magic number) or ``.vec``; text files may be ``.gz`` or
+  ``.bz2`` (``vectors.txt.gz``); text files are read and checked line by line by
+  :mod:`skfeaturize.words._vectorfiles`, binary ones by gensim and then checked for finiteness;
 * a NumPy ``.npy`` matrix (memory-mapped, ``mmap_mode="r"``) with a word list: the ``words`` parameter
   (a list, or a ``.txt`` file one word per line, or a ``.parquet``/``.csv`` column), or found next to
   the matrix (``<stem>.txt``/``.vocab``/``.parquet``/``.csv``, or the only word-list file in its folder,
@@ -16,7 +18,11 @@ Sources (the ``vectors`` parameter of :class:`WordVectorFeaturizer`):
 
 Tables given by name or path live in a process-wide registry (:mod:`skfeaturize._registry`) and are never
 part of a pickle; gensim's native ``.model``/``.kv`` files are pickles and are not opened (load one you
-trust with ``KeyedVectors.load`` and pass the object).
+trust with ``KeyedVectors.load`` and pass the object), and a pickle under any other name is refused too.
+A file table with a non-finite value, a row of the wrong width or binary junk raises
+:class:`~skfeaturize.exceptions.VectorFileError` naming the file and the line (text) or row (``.npy``,
+binary). A passed gensim object is identified by a content hash, memoised weakly and revalidated on every
+load (see :func:`_table_of_kv`).
 """
 
 from __future__ import annotations
