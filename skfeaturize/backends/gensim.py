@@ -57,12 +57,6 @@ def is_fasttext_head(head: bytes) -> bool:
     return not (len(first) == 2 and all(t.isdigit() for t in first))
 
 
-def is_fasttext_bin(path: str) -> bool:
-    """:func:`is_fasttext_head` of an uncompressed file."""
-    with open(path, "rb") as f:
-        return is_fasttext_head(f.read(64))
-
-
 # what gensim's binary readers raise on a damaged or foreign file (struct.error, EOFError, a bad header's
 # ValueError, a broadcasting ValueError, UnicodeDecodeError, an assert on the sizes, NotImplementedError for
 # an unsupported fastText version, MemoryError for absurd sizes read from junk)
