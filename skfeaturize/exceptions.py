@@ -64,3 +64,16 @@ class CacheWriteWarning(UserWarning):
 
 class CachePermissionWarning(UserWarning):
     """The cache folder or its database is writable by every user, who could plant or change entries."""
+
+
+class VectorFileError(SkfeaturizeError, ValueError):
+    """A word-vector file cannot be used: the message names the file, the line (1-based) or row, and the
+    cause (not a text file, a pickle, a row of the wrong width, a value that is not a finite number)."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+    def __reduce__(self):  # survive pickling (worker processes re-raise it)
+        return (type(self), (self.args[0], self.path, self.line))

@@ -6,11 +6,12 @@ gensim is imported inside the functions, so importing skfeaturize never imports 
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 
 from .._optional import import_optional
-from ..exceptions import WeightsNotFoundError
+from ..exceptions import VectorFileError, WeightsNotFoundError
 
 FASTTEXT_MAGIC = 793712314  # first int32 of a Facebook fastText .bin file
 
@@ -47,30 +48,49 @@ def subword_vectors(kv, words: list[str]) -> np.ndarray:
     return np.stack([kv.get_vector(w) for w in words]).astype(np.float32, copy=False)
 
 
-def is_fasttext_bin(path: str) -> bool:
-    """A ``.bin`` is word2vec binary when it starts with an ASCII ``"N D"`` header line, else fastText
-    (new files start with the fastText magic number, files older than fastText 0.2 with raw ints)."""
-    with open(path, "rb") as f:
-        head = f.read(64)
+def is_fasttext_head(head: bytes) -> bool:
+    """Whether a ``.bin`` file starting with ``head`` is fastText: word2vec binary starts with an ASCII
+    ``"N D"`` header line, fastText with its magic number (files older than fastText 0.2 with raw ints)."""
     if len(head) >= 4 and int(np.frombuffer(head[:4], "<i4")[0]) == FASTTEXT_MAGIC:
         return True
     first = head.split(b"\n", 1)[0].split()
     return not (len(first) == 2 and all(t.isdigit() for t in first))
 
 
+# what gensim's binary readers raise on a damaged or foreign file (struct.error, EOFError, a bad header's
+# ValueError, a broadcasting ValueError, UnicodeDecodeError, an assert on the sizes, NotImplementedError for
+# an unsupported fastText version, MemoryError for absurd sizes read from junk)
+_READ_ERRORS = (ValueError, EOFError, struct.error, AssertionError, NotImplementedError, MemoryError,
+                OverflowError, IndexError)
+
+
+def _unreadable(path: str, what: str, e: Exception) -> VectorFileError:
+    kind = "struct.error" if isinstance(e, struct.error) else type(e).__name__
+    return VectorFileError(f"Word-vector file {path!r}: not a readable {what} ({kind}: {e}). "
+                           "Check that the file is complete and of that format (word2vec text is read from "
+                           ".txt/.vec, word2vec binary and fastText from .bin).", path=path)
+
+
 def load_fasttext_bin(path: str):
     """A Facebook fastText ``.bin`` (with subword n-grams) as gensim ``FastTextKeyedVectors``."""
+    _gensim()
     from gensim.models.fasttext import load_facebook_vectors
 
-    _gensim()
-    return load_facebook_vectors(path)
+    try:
+        return load_facebook_vectors(path)
+    except _READ_ERRORS as e:
+        raise _unreadable(path, "fastText binary model", e) from e
 
 
 def load_text_or_binary(path: str, *, binary: bool, no_header: bool):
-    """word2vec text/binary, or GloVe text (``no_header=True``), as gensim ``KeyedVectors``."""
+    """word2vec text/binary, or GloVe text (``no_header=True``), as gensim ``KeyedVectors`` (text files
+    are read by :mod:`skfeaturize.words._vectorfiles`, which checks them line by line)."""
     gensim = _gensim()
-    return gensim.models.KeyedVectors.load_word2vec_format(path, binary=binary, no_header=no_header,
-                                                           unicode_errors="replace")
+    try:
+        return gensim.models.KeyedVectors.load_word2vec_format(path, binary=binary, no_header=no_header,
+                                                               unicode_errors="replace")
+    except _READ_ERRORS as e:
+        raise _unreadable(path, "word2vec binary file" if binary else "word2vec/GloVe text file", e) from e
 
 
 def download(name: str):

@@ -17,7 +17,8 @@ was found at install time), it replaces all of the above with one C pass over th
 tokenized with the default tokenizer's rules and every token is numbered from its bytes in one hash table,
 without a Python object per token; only the batch's distinct word types go back to Python (normalised
 there when they are not ASCII, and looked up in the table). The three paths give the same result; tests
-compare them.
+compare them, control characters included (they are separators in every path: a control byte is not a
+word byte for the compiled and NumPy tokenizers, as a Cc character is not a word character for the regex).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
  * samples: a list whose items are
  *   - str, ASCII only: tokenized here with the default tokenizer's rules (see _tokenize.DEFAULT_PATTERN:
  *     word runs [A-Za-z0-9_]+, "n't" split off a run ending in n, clitics 's 're 've 'll 'd 'm), after
- *     ASCII lowercasing when `lowercase`;
+ *     ASCII lowercasing when `lowercase`; every other byte, NUL and the other control bytes included, is a
+ *     separator, as for the regex (a test compares both on random text with control characters);
  *   - list of str: user tokens, not yet normalised: ASCII tokens are lowercased here when `lowercase`,
  *     other tokens are returned raw with flag 1 (the caller applies NFC / apostrophe / lowercase to them
  *     and merges types that become equal);

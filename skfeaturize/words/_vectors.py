@@ -6,7 +6,9 @@ Sources (the ``vectors`` parameter of :class:`WordVectorFeaturizer`):
   — a parameter: it is used as is and pickles with the estimator;
 * a gensim-data name (``"glove-wiki-gigaword-100"``) loaded with ``gensim.downloader``;
 * a local file: word2vec text (``N D`` header) or binary (``.bin``), GloVe text (no header), fastText
-  ``.bin`` (with subword n-grams, detected by its magic number) or ``.vec``;
+  ``.bin`` (with subword n-grams, detected by its magic number) or ``.vec``; text files may be ``.gz`` or
+  ``.bz2`` (``vectors.txt.gz``); text files are read and checked line by line by
+  :mod:`skfeaturize.words._vectorfiles`, binary ones by gensim and then checked for finiteness;
 * a NumPy ``.npy`` matrix (memory-mapped, ``mmap_mode="r"``) with a word list: the ``words`` parameter
   (a list, or a ``.txt`` file one word per line, or a ``.parquet``/``.csv`` column), or found next to
   the matrix (``<stem>.txt``/``.vocab``/``.parquet``/``.csv``, or the only word-list file in its folder,
@@ -16,7 +18,11 @@ Sources (the ``vectors`` parameter of :class:`WordVectorFeaturizer`):
 
 Tables given by name or path live in a process-wide registry (:mod:`skfeaturize._loader`) and are never
 part of a pickle; gensim's native ``.model``/``.kv`` files are pickles and are not opened (load one you
-trust with ``KeyedVectors.load`` and pass the object).
+trust with ``KeyedVectors.load`` and pass the object), and a pickle under any other name is refused too.
+A file table with a non-finite value, a row of the wrong width or binary junk raises
+:class:`~skfeaturize.exceptions.VectorFileError` naming the file and the line (text) or row (``.npy``,
+binary). A passed gensim object is identified by a content hash, memoised weakly and revalidated on every
+load (see :func:`_table_of_kv`).
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ from __future__ import annotations
 import glob
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._loader import load, loader_key
 from ..cache._keys import file_identity, hash_array, hash_bytes
+from ..exceptions import VectorFileError
+from . import _vectorfiles as vectorfiles
 
 _WORD_COLUMNS = ("word", "words", "token", "tokens", "key", "index", "vocab")
 _LIST_EXTS = (".txt", ".vocab", ".parquet", ".csv", ".tsv")
@@ -130,7 +139,10 @@ def table_name(vectors) -> str:
     if isinstance(vectors, (str, os.PathLike)):
         path = os.fspath(vectors).rstrip("/\\")
         if looks_like_path(path):
-            return _clean_name(os.path.splitext(os.path.basename(path))[0])
+            stem = os.path.splitext(os.path.basename(path))[0]
+            if vectorfiles.compression(path):  # glove.txt.gz: glove
+                stem = os.path.splitext(stem)[0]
+            return _clean_name(stem)
         return _clean_name(path)
     kv = gensim_backend.unwrap(vectors)
     if kv is not None:
@@ -208,8 +220,6 @@ def _from_matrix(matrix: np.ndarray, words, name: str, identity: str, source: st
 
 
 def _load_path(path: str, words) -> VectorTable:
-    from ..backends import gensim as gensim_backend
-
     name = table_name(path)
     if os.path.isdir(path):
         npys = sorted(glob.glob(os.path.join(path, "*.npy")))
@@ -218,40 +228,153 @@ def _load_path(path: str, words) -> VectorTable:
                                     "matrix file itself and words=... .")
         path = npys[0]
         name = table_name(path)
-    ext = os.path.splitext(path)[1].lower()
+    ext = vectorfiles.format_extension(path)
     if ext in _PICKLE_EXTS:
         raise ValueError(
             f"vectors={path!r} is a gensim native file, which is a pickle and can run code when opened. "
             "If you trust it, load it yourself (gensim.models.KeyedVectors.load(path)) and pass the object; "
             "otherwise use word2vec/GloVe text or binary, fastText .bin/.vec, or .npy with a word list.")
-    if ext == ".npy":
-        matrix = np.load(path, mmap_mode="r", allow_pickle=False)
-        if words is None:
-            words_path = _find_word_list(path)
-        else:
-            words_path = words if isinstance(words, (str, os.PathLike)) else None
-        word_list = read_word_list(os.fspath(words_path), matrix.shape[0]) if words_path else list(words)
-        ident = "npy:" + file_identity(path) + ":" + (file_identity(words_path) if words_path else
-                                                      hash_bytes("\n".join(word_list).encode()))
-        return _from_matrix(matrix, word_list, name, ident, f"vectors={path!r}")
+    if ext == ".npy" and not vectorfiles.compression(path):
+        return _load_npy(path, words, name)
     ident = "file:" + file_identity(path)
     if ext == ".bin":
-        if gensim_backend.is_fasttext_bin(path):
-            return _from_kv(gensim_backend.load_fasttext_bin(path), name, ident)
-        return _from_kv(gensim_backend.load_text_or_binary(path, binary=True, no_header=False), name, ident)
-    with open(path, "rb") as f:
-        first = f.readline().split()
-    has_header = len(first) == 2 and all(t.isdigit() for t in first)
-    kv = gensim_backend.load_text_or_binary(path, binary=False, no_header=not has_header)
+        return _load_binary(path, name, ident)
+    word_list, matrix = vectorfiles.read_text_vectors(path)  # word2vec text (N D header) or GloVe
+    return VectorTable(name, ident, word_list, matrix)
+
+
+def _load_npy(path: str, words, name: str) -> VectorTable:
+    try:
+        matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:  # numpy falls back to unpickling what is not an .npy, and refuses
+        raise VectorFileError(
+            f"Word-vector file {path!r} is not a NumPy .npy matrix ({e}). Save the matrix with "
+            "numpy.save (a float array, not an object array or a pickle).", path=path) from e
+    if matrix.dtype.kind not in "fiu":
+        raise VectorFileError(f"Word-vector file {path!r} holds a {matrix.dtype} array; word vectors are "
+                              "real numbers (float32 preferred): save matrix.astype('float32').", path=path)
+    if words is None:
+        words_path = _find_word_list(path)
+    else:
+        words_path = words if isinstance(words, (str, os.PathLike)) else None
+    word_list = read_word_list(os.fspath(words_path), matrix.shape[0]) if words_path else list(words)
+    ident = "npy:" + file_identity(path) + ":" + (file_identity(words_path) if words_path else
+                                                  words_digest(word_list))
+    with np.errstate(over="ignore"):  # a float64 value beyond float32 becomes inf: reported just below
+        table = _from_matrix(matrix, word_list, name, ident, f"vectors={path!r}")
+    vectorfiles.check_finite(table.matrix, path, table.words)  # chunked: a memory map stays a memory map
+    return table
+
+
+def _load_binary(path: str, name: str, ident: str) -> VectorTable:
+    """word2vec binary or fastText ``.bin`` (told apart by the first bytes) through gensim."""
+    from ..backends import gensim as gensim_backend
+
+    with vectorfiles.open_binary(path) as f:
+        head = f.read(64)
+    vectorfiles.check_not_pickle(path, head)
+    if gensim_backend.is_fasttext_head(head):
+        kv = gensim_backend.load_fasttext_bin(path)
+    else:
+        kv = gensim_backend.load_text_or_binary(path, binary=True, no_header=False)
+    vectorfiles.check_finite(kv.vectors, path, kv.index_to_key)
+    if gensim_backend.has_subwords(kv):
+        vectorfiles.check_finite(kv.vectors_ngrams, path, None, what="character n-gram bucket")
     return _from_kv(kv, name, ident)
 
 
+# -- identity of a gensim object -------------------------------------------------------------------------
+# A passed KeyedVectors is hashed in full once (blake2b of its arrays and keys, the cache fingerprint's
+# "vectors" entry); later loads of the same object revalidate that hash with a cheap full-buffer check
+# (:func:`buffer_checksum`, plus shape, dtype, strides, data pointer and the keys) and rehash when anything
+# differs, so an in-place edit (``kv.vectors[3] *= 2``) gives a new identity. The memo is keyed weakly: it
+# never keeps a table alive that its user dropped.
+_KV_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # kv -> (state, identity, weakref(table))
+_CHECK_BYTES = 1 << 20
+
+
+def words_digest(words) -> str:
+    """Hash of a word list: length-prefixed (no join ambiguity), lone surrogates included."""
+    encoded = [str(w).encode("utf-8", "surrogatepass") for w in words]
+    lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+    return hash_bytes(lengths.tobytes() + b"".join(encoded), tag=b"words")
+
+
+def buffer_checksum(a: np.ndarray, chunk_bytes: int = _CHECK_BYTES) -> int:
+    """Sum over the array's machine words ``w_i`` of ``w_i * (2i + 1)`` modulo 2**64, read a chunk of rows at
+    a time. Each weight is odd (invertible modulo 2**64), so changing any one value changes the sum, and
+    the weights differ by position, so swapping two different rows does too; not a cryptographic hash
+    (it revalidates a hash, it does not replace one)."""
+    a = np.asarray(a)
+    a = a.reshape(a.shape[0], -1) if a.ndim != 2 else a
+    row_bytes = a.shape[1] * a.itemsize
+    if a.size == 0:
+        return 0
+    size = next(w for w in (8, 4, 2, 1) if row_bytes % w == 0)
+    words_per_row = row_bytes // size
+    step = max(1, chunk_bytes // row_bytes)
+    odd = np.arange(1, 2 * step * words_per_row, 2, dtype=np.uint64)
+    scratch = np.empty(step * words_per_row, np.uint64)
+    total = 0
+    for start in range(0, a.shape[0], step):
+        block = np.ascontiguousarray(a[start:start + step]).reshape(-1).view(np.uint8).view(f"u{size}")
+        n = block.size
+        np.multiply(block, odd[:n], out=scratch[:n])
+        weighted = int(scratch[:n].sum(dtype=np.uint64))
+        plain = int(block.sum(dtype=np.uint64))
+        total += weighted + 2 * start * words_per_row * plain  # weights 2i+1 with i counted from 0 globally
+    return total % (1 << 64)
+
+
+def _kv_arrays(kv) -> list:
+    """The arrays a table built from ``kv`` reads: its vectors, and a fastText table's n-gram vectors."""
+    from ..backends import gensim as gensim_backend
+
+    arrays = [np.asarray(kv.vectors)]
+    if gensim_backend.has_subwords(kv):
+        arrays.append(np.asarray(kv.vectors_ngrams))
+    return arrays
+
+
+def _subword_params(kv) -> tuple:
+    return tuple(getattr(kv, name, None) for name in ("min_n", "max_n", "bucket"))
+
+
+def _kv_state(kv) -> tuple:
+    """What the memoised identity of ``kv`` is checked against (one cheap pass over its arrays)."""
+    arrays = tuple((a.shape, a.dtype.str, a.strides, a.__array_interface__["data"][0], buffer_checksum(a))
+                   for a in _kv_arrays(kv))
+    keys = kv.index_to_key
+    return arrays, (id(keys), len(keys), hash(tuple(keys))), _subword_params(kv)
+
+
 def _kv_identity(kv) -> str:
-    return "kv:" + hash_array(np.asarray(kv.vectors)) + ":" + hash_bytes(
-        "\n".join(map(str, kv.index_to_key)).encode())
+    """Full content hash of ``kv``: its arrays (vectors; n-gram vectors and their parameters for fastText)
+    and its keys."""
+    arrays = _kv_arrays(kv)
+    ident = "kv:" + hash_array(arrays[0]) + ":" + words_digest(kv.index_to_key)
+    if len(arrays) > 1:
+        ident += ":ngrams:" + hash_array(arrays[1]) + ":" + repr(_subword_params(kv))
+    return ident
 
 
-_OBJ_IDENTITY: dict = {}
+def _table_of_kv(kv) -> VectorTable:
+    """The table of a gensim object: the same :class:`VectorTable` while the object is unchanged."""
+    state = _kv_state(kv)
+    try:
+        memo = _KV_MEMO.get(kv)
+    except TypeError:  # not hashable or not weakly referenceable: no memo, hashed every time
+        return _from_kv(kv, table_name(kv), _kv_identity(kv))
+    if memo is not None and memo[0] == state:
+        table = memo[2]()
+        if table is not None:
+            return table
+        identity = memo[1]
+    else:
+        identity = _kv_identity(kv)
+    table = _from_kv(kv, table_name(kv), identity)
+    _KV_MEMO[kv] = (state, identity, weakref.ref(table))  # weak: a fastText table refers back to kv
+    return table
 
 
 def load_table(vectors, words=None) -> VectorTable:
@@ -261,11 +384,7 @@ def load_table(vectors, words=None) -> VectorTable:
 
     kv = gensim_backend.unwrap(vectors)
     if kv is not None:
-        memo = _OBJ_IDENTITY.get(id(kv))
-        if memo is None or memo[0] is not kv or memo[1] != kv.vectors.shape:
-            memo = (kv, kv.vectors.shape, _kv_identity(kv))
-            _OBJ_IDENTITY[id(kv)] = memo
-        return _from_kv(kv, table_name(kv), memo[2])
+        return _table_of_kv(kv)
     if isinstance(vectors, np.ndarray):
         if words is None or isinstance(words, (str, os.PathLike)):
             word_list = read_word_list(os.fspath(words), vectors.shape[0]) if words is not None else None
@@ -274,14 +393,13 @@ def load_table(vectors, words=None) -> VectorTable:
         if word_list is None:
             raise ValueError("vectors is a NumPy matrix, so words= must give its words (a list, or a "
                              ".txt/.parquet/.csv file), one per row.")
-        ident = "array:" + hash_array(np.asarray(vectors)) + ":" + hash_bytes("\n".join(word_list).encode())
+        ident = "array:" + hash_array(np.asarray(vectors)) + ":" + words_digest(word_list)
         return _from_matrix(vectors, word_list, "vectors", ident, "vectors")
     if isinstance(vectors, (str, os.PathLike)):
         raw = os.fspath(vectors)
         path = os.path.expanduser(raw)
         words_key = os.path.abspath(os.path.expanduser(os.fspath(words))) if isinstance(
-            words, (str, os.PathLike)) else (None if words is None else hash_bytes(
-                "\n".join(map(str, words)).encode()))
+            words, (str, os.PathLike)) else (None if words is None else words_digest(words))
         if os.path.exists(path):
             path = os.path.abspath(path)
             st = os.stat(path)
