@@ -40,3 +40,7 @@ class CacheError(SkfeaturizeError, ValueError):
 
 class CacheCorruptionWarning(UserWarning):
     """A cache entry failed its checksum; it was discarded and recomputed."""
+
+
+class TransferabilityError(SkfeaturizeError, ValueError):
+    """Features or targets cannot be scored for transferability (LogME): bad shape, values or labels."""
