@@ -174,14 +174,26 @@ def test_the_spectrum_is_computed_once_per_feature_block(monkeypatch):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_agrees_with_the_reference_algorithm_where_it_converges(seed):
     """With its own settings (eps 1e-5, tol 1e-3, at most 11 steps from alpha = beta = 1), on problems
-    where those 11 steps suffice (n > d, features of unit scale): scores agree to 1e-4."""
+    where those 11 steps suffice (n > d, features of unit scale). Measured: evidences within 3e-9,
+    alpha / beta within 2.6e-4 (relative; eps and the loose tolerance), so 1e-7 and 1e-3 here."""
     rng = np.random.default_rng(seed)
     F, y = informative(rng, 500, 32, n_classes=5, noise=0.5)
     score, evidences, alphas, betas = reference_logme(F, y)
     r = logme_details(F, y)
-    np.testing.assert_allclose(r.evidence, evidences, rtol=0, atol=1e-4)
-    assert r.score == pytest.approx(score, abs=1e-4)
-    np.testing.assert_allclose(r.alpha / r.beta, alphas / betas, rtol=0.02)
+    np.testing.assert_allclose(r.evidence, evidences, rtol=0, atol=1e-7)
+    assert r.score == pytest.approx(score, abs=1e-7)
+    np.testing.assert_allclose(r.alpha / r.beta, alphas / betas, rtol=1e-3)
+
+
+def test_the_reference_11_steps_stop_short_when_d_exceeds_n():
+    """Why the iteration here runs to a tolerance from a scale-aware start: from alpha = beta = 1 the
+    reference's 11 steps are not enough for 1000 features (measured: -0.7104 against -0.7013)."""
+    rng = np.random.default_rng(0)
+    F, y = informative(rng, 100, 1000)
+    shipped, *_ = reference_logme(F, y)
+    converged, *_ = reference_logme(F, y, eps=0.0, tol=1e-13, max_iter=20_000)
+    ours = logme(F, y)
+    assert ours == pytest.approx(converged, abs=1e-8) and ours > shipped + 0.005
 
 
 @pytest.mark.parametrize("n, d", SHAPES + [(50, 400)])
@@ -394,6 +406,7 @@ def test_a_single_class_is_refused():
     (np.array([0.0, 1.0, np.nan, 1.0, 0.0]), r"must not contain missing values; y\[2\] is nan \(1 missing\)"),
     (np.array(["a", None, "b", "a", "b"], dtype=object), r"y\[1\] is None"),
     (np.array([[0.5, 1.0]] * 3 + [[0.5, np.nan]] * 2), r"y\[\(3, 1\)\] is nan \(2 missing\)"),
+    (np.array([1, 0, 1, 0, float("nan")], dtype=object), r"y\[4\] is nan \(1 missing\)"),
 ])
 def test_missing_targets_are_refused(y, message):
     with pytest.raises(TransferabilityError, match=message):
@@ -414,6 +427,13 @@ def test_missing_targets_are_refused(y, message):
 def test_bad_targets_and_parameters_are_refused(y, kwargs, message):
     with pytest.raises(TransferabilityError, match=message):
         logme(np.random.default_rng(0).standard_normal((5, 3)), y, **kwargs)
+
+
+def test_pandas_missing_labels_are_refused():
+    pd = pytest.importorskip("pandas")
+    y = pd.Series(["a", "b", pd.NA, "a", "b"], dtype="object")
+    with pytest.raises(TransferabilityError, match=r"y\[2\] is <NA> \(1 missing\)"):
+        logme(np.random.default_rng(0).standard_normal((5, 3)), y)
 
 
 def test_errors_are_value_errors_of_the_project():
@@ -439,9 +459,10 @@ def test_digit_pixels_score_far_above_noise_of_the_same_shape():
 
 
 @pytest.mark.slow
-def test_2000_samples_1280_features_10_classes_well_under_a_second():
-    """Measured 0.30-0.39 s on 2 shared cores; 0.29 s of it is the one 1280 x 1280 eigh. The machine is
-    shared, so the best of up to 5 runs counts, and the iteration must cost little next to the eigh."""
+def test_2000_samples_1280_features_10_classes_cost_about_one_eigh():
+    """Measured unloaded on the 2 shared cores: 0.30-0.39 s in all, 0.29 s of it the 1280 x 1280 eigh.
+    The machine is shared (a load of 6 made it 1.9 s), so the test compares with the eigh of the same
+    Gram matrix timed alongside, best of up to 5 interleaved runs: everything else costs little."""
     rng = np.random.default_rng(0)
     F, y = rng.standard_normal((2000, 1280)), rng.integers(0, 10, 2000)
     times, spectrum = [], []
@@ -452,7 +473,6 @@ def test_2000_samples_1280_features_10_classes_well_under_a_second():
         start = time.perf_counter()
         logme(F, y)
         times.append(time.perf_counter() - start)
-        if times[-1] < 0.5:
+        if times[-1] < 1.2 * spectrum[-1] + 0.05:
             break
-    assert min(times) < 1.0, times
     assert min(times) < 1.5 * min(spectrum) + 0.05, (times, spectrum)
