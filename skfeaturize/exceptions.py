@@ -77,3 +77,7 @@ class VectorFileError(SkfeaturizeError, ValueError):
 
     def __reduce__(self):  # survive pickling (worker processes re-raise it)
         return (type(self), (self.args[0], self.path, self.line))
+
+
+class TransferabilityError(SkfeaturizeError, ValueError):
+    """Features or targets cannot be scored for transferability (LogME): bad shape, values or labels."""
