@@ -136,7 +136,10 @@ def test_folder_round_trip_nested(image_dir, tiny_reference, tmp_path):
     meta = json.loads(schema.metadata[b"skfeaturize"])
     assert meta["featurizer"] == "skfeaturize.image._featurizer:ImageFeaturizer"
     assert meta["params"]["backbone"] == "timm:test_resnet" and meta["params"]["weights"] is None
-    assert len(meta["fingerprint"]) == 40 and meta["requests"] == [["pre_logits", "auto"]]
+    from skfeaturize import ImageFeaturizer
+
+    assert meta["fingerprint"] == ImageFeaturizer("timm:test_resnet", weights=None).fit().fingerprint_
+    assert meta["feature_groups"] == ["test_resnet__pre_logits__auto"] and meta["n_features"] == 96
     emb_type = schema.field("embedding").type
     assert emb_type.list_size == 96 and str(emb_type.value_type) == "float"
 
@@ -220,20 +223,29 @@ def corrupt_dir(tmp_path_factory) -> Path:
 
 def test_on_error_raise_names_the_item_and_keeps_written_shards(corrupt_dir, tmp_path):
     with pytest.raises(SampleFailedError,
-                       match=r"Input item 'empty.png' \(position 0\) failed: .*empty file"):
+                       match=r"Input item 'empty.png' \(position 0\) failed: .*empty file.*0 rows are kept"):
         embed(corrupt_dir, tmp_path / "o.parquet", chunk_size=2, **TINY)
     assert json.loads((tmp_path / "o.parquet" / "_manifest.json").read_text())["position"] == 0
-    # a bad item in the second chunk: the first chunk stays committed
+    # a bad item in the second chunk: the first chunk and the good item before it stay committed
     src = tmp_path / "list.csv"
     names = ["good0.png", "good1.png", "good3.png", "good2_text.jpg", "good4.png"]
     pd.DataFrame({"path": [str(corrupt_dir / n) for n in names], "name": names}).to_csv(src, index=False)
     out = tmp_path / "o2.parquet"
     with pytest.raises(SampleFailedError, match=r"Input item 'good2_text.jpg' \(position 3\) failed: "
-                                                r"InvalidSampleError: .*cannot decode image"):
+                                                r"InvalidSampleError: Sample 3 .*cannot decode image.* 3 rows "
+                                                r"are kept .*rerun the same command to resume at position 3"):
         embed(src, out, column="path", id_column="name", chunk_size=2, **TINY)
     m = json.loads((out / "_manifest.json").read_text())
-    assert m["position"] == 2 and m["rows"] == 2
-    assert read_embeddings(out)[0] == ["good0.png", "good1.png"]
+    assert m["position"] == 3 and m["rows"] == 3
+    assert read_embeddings(out)[0] == ["good0.png", "good1.png", "good3.png"]
+    # the bad row removed, the same command resumes at it and finishes
+    names.remove("good2_text.jpg")
+    pd.DataFrame({"path": [str(corrupt_dir / n) for n in names], "name": names}).to_csv(src, index=False)
+    res = embed(src, out, column="path", id_column="name", chunk_size=2, **TINY)
+    assert (res.resumed_from, res.featurized, res.rows) == (3, 1, 4)
+    ref = embed(src, tmp_path / "ref.parquet", column="path", id_column="name", **TINY)
+    for a, b in zip(read_embeddings(out), read_embeddings(ref.out), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_on_error_skip_records_and_keeps_good(corrupt_dir, tmp_path):
@@ -431,7 +443,8 @@ def test_cli_embed_with_config_and_params(image_dir, tiny_reference, tmp_path, c
     job = json.loads((out / "_manifest.json").read_text())["job"]
     assert job["params"]["layer"] == -2 and job["params"]["pooling"] == "max"
     assert job["params"]["batch_size"] == 2 and job["params"]["precision"] == "fp32"
-    assert len(job["fingerprint_spec"]["requests"]) == 1
+    meta = json.loads(pq.read_schema(out / "part-000000.parquet").metadata[b"skfeaturize"])
+    assert meta["feature_groups"] == ["test_resnet__layer4__max"]  # layer -2 resolved
     assert [s["stop"] - s["start"] for s in json.loads((out / "_manifest.json").read_text())["shards"]] == \
         [5, 5, 1]
     # a mismatch is a clean CLI error
