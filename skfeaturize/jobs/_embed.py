@@ -28,7 +28,14 @@ from ._identity import job_identity, mismatch, verify_committed
 from ._inputs import InputSource, open_input
 from ._npy import consolidate, remove_shards
 from ._progress import Progress
-from ._store import FORMAT_VERSION, MANIFEST, ShardStore, atomic_write_bytes, json_lines
+from ._store import (
+    FORMAT_VERSION,
+    MANIFEST,
+    ShardStore,
+    atomic_write_bytes,
+    holds_only_temp_files,
+    json_lines,
+)
 
 FEATURIZERS = {
     "image": "skfeaturize.image:ImageFeaturizer",
@@ -149,7 +156,7 @@ def _paths(out: str, fmt: str) -> dict:
 def _remove_job(paths: dict) -> None:
     parts = paths["parts"]
     if parts.exists():
-        if parts.is_dir() and ((parts / MANIFEST).exists() or not any(parts.iterdir())):
+        if parts.is_dir() and ((parts / MANIFEST).exists() or holds_only_temp_files(parts)):
             shutil.rmtree(parts)
         else:
             raise FileExistsError(f"--overwrite would delete {str(parts)!r}, which is not a skfeaturize job "
@@ -167,7 +174,7 @@ def _open_job(f, source: InputSource, paths: dict, fmt: str, layout: str, log: P
     identity = job_identity(f, source, fmt, layout)
     old = store.load() if parts.is_dir() else None
     if old is None:
-        if parts.exists() and (not parts.is_dir() or any(parts.iterdir())):
+        if parts.exists() and (not parts.is_dir() or not holds_only_temp_files(parts)):
             raise FileExistsError(f"out={where!r} exists and is not a skfeaturize job folder (no "
                                   "_manifest.json); choose another output or remove it.")
         store.create(identity)

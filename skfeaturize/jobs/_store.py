@@ -77,15 +77,30 @@ def writing(path: Path, rows: int, tmp: Path | None = None):
             "and rerun the same command to resume.", e.errno) from e
 
 
+def _write_durably(tmp: Path, data: bytes) -> None:
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write_bytes(path: Path, data: bytes, rows: int = 0) -> None:
+    """``path`` holds ``data`` or its old content, never a torn mix (temp file, fsync, rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with writing(path, rows, tmp):
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_durably(tmp, data)
         os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def is_temp(p: Path) -> bool:
+    """A hidden temp file of an interrupted write (``.NAME.tmp``)."""
+    return p.name.startswith(".") and p.name.endswith(".tmp")
+
+
+def holds_only_temp_files(folder: Path) -> bool:
+    """An empty folder, or one where a job was killed before its first manifest: nothing to protect."""
+    return all(is_temp(p) for p in folder.iterdir())
 
 
 def json_lines(records: list[dict]) -> bytes:
@@ -126,6 +141,9 @@ class ShardStore:
             self._remove_committed()
         with writing(self.root, 0):
             self.root.mkdir(parents=True, exist_ok=True)
+            for p in self.root.iterdir():
+                if is_temp(p):
+                    p.unlink()
         self.manifest = None
         self._save({"format_version": FORMAT_VERSION, "job": job, "shards": [], "position": 0, "rows": 0,
                     "errors": 0, "complete": False, "runs": []})
@@ -154,7 +172,7 @@ class ShardStore:
         for p in list(self.root.iterdir()) + (list((self.root / ERRORS_DIR).iterdir())
                                               if (self.root / ERRORS_DIR).is_dir() else []):
             rel = p.relative_to(self.root).as_posix()
-            if p.name.endswith(".tmp") or (
+            if is_temp(p) or (
                 p.is_file() and rel != MANIFEST and rel not in committed and rel not in committed_err
                 and (p.suffix == ".parquet" or rel.startswith(ERRORS_DIR + "/"))
             ):
