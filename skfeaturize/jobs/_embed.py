@@ -179,6 +179,9 @@ def _open_job(f, source: InputSource, paths: dict, fmt: str, layout: str, log: P
                                   "_manifest.json); choose another output or remove it.")
         store.create(identity)
         return store, False
+    if old.get("format_version") != FORMAT_VERSION and store.rows == 0:
+        store.create(identity)  # nothing to keep
+        return store, False
     if old.get("format_version") != FORMAT_VERSION:
         raise ResumeMismatchError(
             f"{where!r} holds a job written by another skfeaturize version (manifest format "

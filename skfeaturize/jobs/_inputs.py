@@ -33,6 +33,7 @@ _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "
                    ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _DEFAULT_COLUMNS = ("text", "path", "image", "filename", "file", "document", "sentence")
 _PLAIN = (str, bytes, list, dict, int, bool)
+_BATCH_ROWS, _BATCH_BYTES = 4096, 1 << 20  # what a reader holds before chunking (a CSV block is 1 MiB too)
 
 
 @dataclass
@@ -177,14 +178,14 @@ class InputSource:
             rel = self._rel(full)
             ids.append(os.fsencode(rel) if binary else rel)
             samples.append(full)
-            if len(ids) >= 1024:
+            if len(ids) >= _BATCH_ROWS:
                 yield ids, samples
                 ids, samples = [], []
         if ids:
             yield ids, samples
 
     def _line_batches(self, skip: int):
-        ids, samples = [], []
+        ids, samples, size = [], [], 0
         with open(self.path, "rb") as f:
             for pos, raw in enumerate(f):
                 if pos < skip:
@@ -196,9 +197,10 @@ class InputSource:
                     sample = raw  # the featurizer rejects bytes with a message naming the sample
                 ids.append(pos)
                 samples.append(sample)
-                if len(ids) >= 4096:
+                size += len(raw)
+                if len(ids) >= _BATCH_ROWS or size >= _BATCH_BYTES:  # long documents: bound the bytes too
                     yield ids, samples
-                    ids, samples = [], []
+                    ids, samples, size = [], [], 0
         if ids:
             yield ids, samples
 
@@ -252,7 +254,7 @@ def _record_batches(path: str, kind: str, columns: list) -> Iterator[pa.RecordBa
         import pyarrow.dataset as ds
 
         dataset = ds.dataset(path, format="parquet")
-        yield from dataset.to_batches(columns=columns, batch_size=8192)
+        yield from dataset.to_batches(columns=columns, batch_size=1024)
     elif kind == "csv":
         from pyarrow import csv
 
