@@ -18,9 +18,10 @@ examples:
   skfeaturize embed photos/ --out photos.parquet --param weights=null --param precision='"fp32"'
   skfeaturize embed photos/ --out photos.parquet --config job.yaml --engine ray --ray-address auto
 
-Rerunning the same command after a crash or Ctrl-C resumes where it stopped; a different featurizer,
-parameters or input are refused (use --overwrite to start over). With --cache DIR the embeddings also
-fill the featurizer's cache, so a later GridSearchCV with cache=DIR starts warm.
+Rerunning the same command after a crash, Ctrl-C, a full disk or a bad item (--on-error raise) resumes
+where it stopped; a different featurizer or parameters, or committed items whose content changed, are
+refused (use --overwrite to start over). With --cache DIR the embeddings also fill the featurizer's cache,
+so a later GridSearchCV with cache=DIR starts warm.
 
 The config file (YAML or JSON) holds the same options with underscores (chunk_size: 512) and a
 `params:` mapping of featurizer parameters; options given on the command line win.
