@@ -18,9 +18,10 @@ examples:
   skfeaturize embed photos/ --out photos.parquet --param weights=null --param precision='"fp32"'
   skfeaturize embed photos/ --out photos.parquet --config job.yaml --engine ray --ray-address auto
 
-Rerunning the same command after a crash or Ctrl-C resumes where it stopped; a different featurizer,
-parameters or input are refused (use --overwrite to start over). With --cache DIR the embeddings also
-fill the featurizer's cache, so a later GridSearchCV with cache=DIR starts warm.
+Rerunning the same command after a crash, Ctrl-C, a full disk or a bad item (--on-error raise) resumes
+where it stopped; a different featurizer or parameters, or committed items whose content changed, are
+refused (use --overwrite to start over). With --cache DIR the embeddings also fill the featurizer's cache,
+so a later GridSearchCV with cache=DIR starts warm.
 
 The config file (YAML or JSON) holds the same options with underscores (chunk_size: 512) and a
 `params:` mapping of featurizer parameters; options given on the command line win.
@@ -114,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--root", help="folder that relative image paths in a table are relative to "
                                   "(default: the table's folder)")
     i.add_argument("--encoding", help="text file encoding (default utf-8; undecodable lines are errors)")
+    i.add_argument("--follow-symlinks", action="store_true", default=None,
+                   help="folder input: also follow symbolic links that point outside the folder (by "
+                        "default they are skipped and listed in OUT-stem.skipped.jsonl)")
     o = e.add_argument_group("output and job")
     o.add_argument("--format", choices=["parquet", "npy"], help="output format (default parquet)")
     o.add_argument("--layout", choices=["list", "columns"],
@@ -154,11 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 _EMBED_DEFAULTS = {"featurizer": "image", "format": "parquet", "layout": "list", "chunk_size": 256,
                    "on_error": "raise", "overwrite": False, "quiet": False, "progress": "auto",
-                   "log_every": 10.0, "engine": "local", "encoding": "utf-8", "fit_rows": 0}
+                   "log_every": 10.0, "engine": "local", "encoding": "utf-8", "fit_rows": 0,
+                   "follow_symlinks": False}
 _EMBED_KEYS = ("input", "out", "featurizer", "model", "layer", "pooling", "batch_size", "device", "cache",
-               "column", "id_column", "extensions", "root", "encoding", "chunk_size", "format", "layout",
-               "on_error", "overwrite", "fit_rows", "engine", "ray_address", "concurrency", "gpus_per_actor",
-               "progress", "quiet", "log_every")
+               "column", "id_column", "extensions", "root", "encoding", "follow_symlinks", "chunk_size",
+               "format", "layout", "on_error", "overwrite", "fit_rows", "engine", "ray_address",
+               "concurrency", "gpus_per_actor", "progress", "quiet", "log_every")
 
 
 def embed_options(args: argparse.Namespace) -> dict:
@@ -232,7 +237,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("skfeaturize: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
-    except (SkfeaturizeError, ValueError, FileNotFoundError, FileExistsError, TypeError) as e:
+    except (SkfeaturizeError, ValueError, OSError, TypeError) as e:
+        # one line, no traceback: every error here says what to do (a full disk included)
         print(f"skfeaturize {args.command}: error: {e}", file=sys.stderr)
         return 1
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,7 +137,10 @@ def test_folder_round_trip_nested(image_dir, tiny_reference, tmp_path):
     meta = json.loads(schema.metadata[b"skfeaturize"])
     assert meta["featurizer"] == "skfeaturize.image._featurizer:ImageFeaturizer"
     assert meta["params"]["backbone"] == "timm:test_resnet" and meta["params"]["weights"] is None
-    assert len(meta["fingerprint"]) == 40 and meta["requests"] == [["pre_logits", "auto"]]
+    from skfeaturize import ImageFeaturizer
+
+    assert meta["fingerprint"] == ImageFeaturizer("timm:test_resnet", weights=None).fit().fingerprint_
+    assert meta["feature_groups"] == ["test_resnet__pre_logits__auto"] and meta["n_features"] == 96
     emb_type = schema.field("embedding").type
     assert emb_type.list_size == 96 and str(emb_type.value_type) == "float"
 
@@ -220,20 +224,30 @@ def corrupt_dir(tmp_path_factory) -> Path:
 
 def test_on_error_raise_names_the_item_and_keeps_written_shards(corrupt_dir, tmp_path):
     with pytest.raises(SampleFailedError,
-                       match=r"Input item 'empty.png' \(position 0\) failed: .*empty file"):
+                       match=r"Input item 'empty.png' \(position 0\) failed: .*empty file.*0 rows are kept"):
         embed(corrupt_dir, tmp_path / "o.parquet", chunk_size=2, **TINY)
     assert json.loads((tmp_path / "o.parquet" / "_manifest.json").read_text())["position"] == 0
-    # a bad item in the second chunk: the first chunk stays committed
+    # a bad item in the second chunk: the first chunk and the good item before it stay committed
     src = tmp_path / "list.csv"
     names = ["good0.png", "good1.png", "good3.png", "good2_text.jpg", "good4.png"]
     pd.DataFrame({"path": [str(corrupt_dir / n) for n in names], "name": names}).to_csv(src, index=False)
     out = tmp_path / "o2.parquet"
     with pytest.raises(SampleFailedError, match=r"Input item 'good2_text.jpg' \(position 3\) failed: "
-                                                r"InvalidSampleError: .*cannot decode image"):
+                                                r"InvalidSampleError: Sample 3 .*cannot decode image.* "
+                                                r"3 rows are kept .*rerun the same command to resume at "
+                                                r"position 3"):
         embed(src, out, column="path", id_column="name", chunk_size=2, **TINY)
     m = json.loads((out / "_manifest.json").read_text())
-    assert m["position"] == 2 and m["rows"] == 2
-    assert read_embeddings(out)[0] == ["good0.png", "good1.png"]
+    assert m["position"] == 3 and m["rows"] == 3
+    assert read_embeddings(out)[0] == ["good0.png", "good1.png", "good3.png"]
+    # the bad row removed, the same command resumes at it and finishes
+    names.remove("good2_text.jpg")
+    pd.DataFrame({"path": [str(corrupt_dir / n) for n in names], "name": names}).to_csv(src, index=False)
+    res = embed(src, out, column="path", id_column="name", chunk_size=2, **TINY)
+    assert (res.resumed_from, res.featurized, res.rows) == (3, 1, 4)
+    ref = embed(src, tmp_path / "ref.parquet", column="path", id_column="name", **TINY)
+    for a, b in zip(read_embeddings(out), read_embeddings(ref.out), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_on_error_skip_records_and_keeps_good(corrupt_dir, tmp_path):
@@ -431,7 +445,8 @@ def test_cli_embed_with_config_and_params(image_dir, tiny_reference, tmp_path, c
     job = json.loads((out / "_manifest.json").read_text())["job"]
     assert job["params"]["layer"] == -2 and job["params"]["pooling"] == "max"
     assert job["params"]["batch_size"] == 2 and job["params"]["precision"] == "fp32"
-    assert len(job["fingerprint_spec"]["requests"]) == 1
+    meta = json.loads(pq.read_schema(out / "part-000000.parquet").metadata[b"skfeaturize"])
+    assert meta["feature_groups"] == ["test_resnet__layer4__max"]  # layer -2 resolved
     assert [s["stop"] - s["start"] for s in json.loads((out / "_manifest.json").read_text())["shards"]] == \
         [5, 5, 1]
     # a mismatch is a clean CLI error
@@ -452,17 +467,56 @@ def ray_local():
     ray.shutdown()
 
 
-def test_ray_equals_local(ray_local, corrupt_dir, tmp_path):
-    local = embed(corrupt_dir, tmp_path / "local.parquet", on_error="skip", chunk_size=3, **TINY)
-    remote = embed(corrupt_dir, tmp_path / "ray.parquet", on_error="skip", chunk_size=3, engine="ray",
-                   concurrency=2, **TINY)
+def test_ray_equals_local(ray_local, corrupt_dir, tmp_path, capsys, monkeypatch):
+    from skfeaturize.jobs import _inputs, _store
+
+    local = embed(corrupt_dir, tmp_path / "local.parquet", on_error="skip", chunk_size=3,
+                  **{**TINY, "quiet": False}, progress="log")
+    local_err = capsys.readouterr().err
+    # count how far the driver reads ahead of what it has committed
+    read, committed, ahead = [0], [0], []
+    real_chunks, real_commit = _inputs.InputSource.chunks, _store.ShardStore.commit
+
+    def chunks(self, *a, **kw):
+        for c in real_chunks(self, *a, **kw):
+            read[0] += 1
+            ahead.append(read[0] - committed[0])
+            yield c
+
+    def commit(self, *a, **kw):
+        committed[0] += 1
+        return real_commit(self, *a, **kw)
+
+    monkeypatch.setattr(_inputs.InputSource, "chunks", chunks)
+    monkeypatch.setattr(_store.ShardStore, "commit", commit)
+    remote = embed(corrupt_dir, tmp_path / "ray.parquet", on_error="skip", chunk_size=1, engine="ray",
+                   concurrency=2, **{**TINY, "quiet": False}, progress="log")
+    monkeypatch.undo()
+    ray_err = capsys.readouterr().err
+    assert read[0] == committed[0] == 9 and max(ahead) == 4  # two chunks per actor in flight, not all 9
     a, b = pd.read_parquet(local.out), pd.read_parquet(remote.out)
     assert a["id"].tolist() == b["id"].tolist() and a["content_hash"].tolist() == b["content_hash"].tolist()
     np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), atol=1e-5)
     assert pq.read_schema(Path(local.out) / "part-000000.parquet").remove_metadata() == \
         pq.read_schema(Path(remote.out) / "part-000000.parquet").remove_metadata()
+    def no_address(text):  # Pillow names a BytesIO object by its address
+        return re.sub(r" at 0x[0-9a-f]+", "", text)
+
     errs = [[json.loads(s) for s in Path(r.errors_path).read_text().splitlines()] for r in (local, remote)]
-    assert [(e["id"], e["position"], e["error"][:60]) for e in errs[0]] == \
-        [(e["id"], e["position"], e["error"][:60]) for e in errs[1]]
+    assert [(e["id"], e["position"], no_address(e["error"])) for e in errs[0]] == \
+        [(e["id"], e["position"], no_address(e["error"])) for e in errs[1]]
     assert [e["id"] for e in errs[1]] == ["empty.png", "good2_text.jpg", "sub/truncated.jpg"]
+    skipped = [[no_address(ln) for ln in err.splitlines() if "skipped item" in ln]
+               for err in (local_err, ray_err)]
+    assert len(skipped[0]) == 3 and skipped[0] == skipped[1]  # the Ray engine prints the same lines
     assert json.loads((Path(remote.out) / "_manifest.json").read_text())["runs"][-1]["engine"] == "ray"
+    # resume interchangeably: a local job killed after 2 shards is finished by Ray, and vice versa
+    from tests.test_embed_reliability import _crash_after_commits
+
+    for first, then in (("local", "ray"), ("ray", "local")):
+        out = tmp_path / f"{first}_{then}.parquet"
+        _crash_after_commits(monkeypatch, 2, corrupt_dir, out, on_error="skip", chunk_size=3, engine=first,
+                             concurrency=2, **TINY)
+        res = embed(corrupt_dir, out, on_error="skip", chunk_size=3, engine=then, concurrency=2, **TINY)
+        assert (res.resumed_from, res.rows, res.failed) == (6, 6, 3)
+        pd.testing.assert_frame_equal(pd.read_parquet(out), a)

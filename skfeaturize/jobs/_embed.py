@@ -1,49 +1,48 @@
-"""``embed``: featurize a folder or a table into Parquet (or ``.npy``) shards, streaming and resumable."""
+"""``embed``: featurize a folder or a table into Parquet (or ``.npy``) shards, streaming and resumable.
+
+The job in one picture (each box its own module)::
+
+    _inputs/_walk ──► chunks ──► engine (local: this process; _ray: an actor pool) ──► _chunks.ChunkWriter
+      (sorted, lazy)                  featurize_chunk per chunk                       (decide, commit)
+                                                                                          │
+    _identity: may OUT be resumed? ◄── _store: shards + atomic manifest ◄─────────────────┘ ──► _npy
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
-import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from .._version import __version__
-from ..exceptions import InvalidSampleError, SkfeaturizeError
-from ._inputs import Chunk, InputSource, open_input
+from ._chunks import ChunkWriter, featurize_chunk
+from ._errors import FitDataRequiredError, ResumeMismatchError, SampleFailedError
+from ._identity import job_identity, mismatch, verify_committed
+from ._inputs import InputSource, open_input
+from ._npy import consolidate, remove_shards
 from ._progress import Progress
-from ._store import MANIFEST, ShardStore, fsync_dir
+from ._store import (
+    FORMAT_VERSION,
+    MANIFEST,
+    ShardStore,
+    atomic_write_bytes,
+    holds_only_temp_files,
+    json_lines,
+)
 
 FEATURIZERS = {
     "image": "skfeaturize.image:ImageFeaturizer",
     "text": "skfeaturize.text:TextFeaturizer",
     "words": "skfeaturize.words:WordVectorFeaturizer",
 }
-# parameters that never change the numbers: a job may resume with different values
-_RUNTIME_PARAMS = {"batch_size", "device", "num_workers", "progress", "cache", "cache_layers",
-                   "cache_poolings"}
-_MAX_RETRIES = 8  # per chunk; past this many bad samples the chunk is featurized one sample at a time
-
-
-class SampleFailedError(SkfeaturizeError, ValueError):
-    """An input item could not be featurized (``on_error="raise"``); names the item's id and the cause."""
-
-    def __init__(self, message: str, id=None, position: int | None = None):
-        super().__init__(message)
-        self.id, self.position = id, position
-
-    def __reduce__(self):
-        return (type(self), (self.args[0], self.id, self.position))
-
-
-class ResumeMismatchError(SkfeaturizeError, ValueError):
-    """``OUT`` holds a job started with other parameters or another input."""
+_MAX_SKIPPED_LINES = 20  # skipped folder entries printed; all of them go to <stem>.skipped.jsonl
 
 
 @dataclass
@@ -58,6 +57,8 @@ class EmbedResult:
     seconds: float
     errors_path: str | None
     manifest_path: str
+    skipped: int = 0  # folder entries not followed (links out of the folder, loops, ...), see skipped_path
+    skipped_path: str | None = None
 
 
 # -- featurizer ---------------------------------------------------------------------------------------
@@ -79,13 +80,24 @@ def model_param(cls) -> str:
     return params[0].name
 
 
+def _is_fitted(f) -> bool:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(f)
+    except NotFittedError:
+        return False
+    return True
+
+
 def make_featurizer(featurizer="image", params: dict | None = None):
     """An unfitted featurizer: a name/class built with ``params``, or a clone of an instance with them set."""
     from sklearn.base import clone
 
     params = dict(params or {})
     if hasattr(featurizer, "get_params") and not inspect.isclass(featurizer):
-        if getattr(featurizer, "fitted_", False) and not params:
+        if not params and _is_fitted(featurizer):
             return featurizer
         return clone(featurizer).set_params(**params)
     cls = featurizer_class(featurizer)
@@ -101,157 +113,34 @@ def make_featurizer(featurizer="image", params: dict | None = None):
     return cls(**params)
 
 
-def _class_path(f) -> str:
-    return f"{type(f).__module__}:{type(f).__qualname__}"
+def _wants_paths(f, root) -> bool:
+    """Whether table cells are image paths to resolve against ``root``: for an ``ImageFeaturizer`` (or a
+    subclass), or whenever ``root`` is given."""
+    image = sys.modules.get("skfeaturize.image")  # loaded whenever f is one
+    return root is not None or (image is not None and isinstance(f, image.ImageFeaturizer))
 
 
-def _canonical_params(f) -> dict:
-    from ..cache._keys import _canonical
-
-    return _canonical(f.get_params(deep=False))
-
-
-def _fitted_state_hash(f) -> dict:
-    import joblib
-
-    return {k: joblib.hash(v) for k, v in sorted(vars(f).items())
-            if k.endswith("_") and not k.startswith("_") and isinstance(v, np.ndarray)}
-
-
-def job_identity(f, source: InputSource, fmt: str, layout: str) -> dict:
-    """What must match for a job to resume: featurizer numbers, input, output format."""
-    from ..cache._keys import fingerprint
-
-    spec = {"class": _class_path(f), "fingerprint": f._fingerprint(),
-            "requests": [list(r) for r in f._requests()], "fitted": _fitted_state_hash(f)}
-    params = _canonical_params(f)
-    return {
-        "featurizer": _class_path(f),
-        "params": params,
-        "fingerprint": fingerprint(spec),
-        "fingerprint_spec": json.loads(json.dumps(spec, default=str)),
-        "input": source.fingerprint(),
-        "format": fmt,
-        "layout": layout,
-        "skfeaturize": __version__,
-    }
-
-
-def _mismatch(old: dict, new: dict) -> str | None:
-    diffs = []
-    if old["featurizer"] != new["featurizer"]:
-        diffs.append(f"featurizer: {old['featurizer']!r} then, {new['featurizer']!r} now")
-    for k in sorted(set(old["params"]) | set(new["params"])):
-        if k not in _RUNTIME_PARAMS and old["params"].get(k) != new["params"].get(k):
-            diffs.append(f"{k}: {old['params'].get(k)!r} then, {new['params'].get(k)!r} now")
-    if old["fingerprint"] != new["fingerprint"] and not diffs:
-        diffs.append("featurizer fingerprint (weights, preprocessing, precision or fitted state)")
-    if old["input"] != new["input"]:
-        keys = [k for k in new["input"] if old["input"].get(k) != new["input"].get(k)]
-        diffs.append(f"input ({', '.join(keys)} changed: files added, removed or modified)")
-    for k in ("format", "layout"):
-        if old.get(k) != new.get(k):
-            diffs.append(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now")
-    return "; ".join(diffs) if diffs else None
-
-
-# -- one chunk ------------------------------------------------------------------------------------------
-def _cause(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
-
-
-def featurize_chunk(f, samples: list, ids: list, start: int, on_error: str):
-    """Featurize one chunk. Returns ``(kept, keys, X, errors)``: positions (in the chunk) that succeeded,
-    their content hashes, their float32 features, and ``[{"id", "position", "error"}]`` for the rest.
-
-    ``on_error="raise"`` raises :class:`SampleFailedError` naming the first bad item; ``"skip"`` records
-    it and keeps the chunk's good samples: after an :class:`InvalidSampleError` (which names its index) the
-    chunk is retried without the bad sample; after any other error, one sample at a time."""
-    n = len(samples)
-    keys: list = [None] * n
-    errors: dict[int, str] = {}
-
-    def fail(i: int, e: BaseException) -> None:
-        if on_error == "raise":
-            raise SampleFailedError(f"Input item {ids[i]!r} (position {start + i}) failed: {_cause(e)}. "
-                                    "Fix or remove it, or pass --on-error skip (on_error='skip') to record "
-                                    "failures in the errors file and carry on.", id=ids[i],
-                                    position=start + i) from e
-        errors[i] = _cause(e)
-
-    for i, s in enumerate(samples):
+def _fit(f, source: InputSource, fit_rows: int, chunk_size: int) -> None:
+    if _is_fitted(f):
+        return
+    if not fit_rows:
         try:
-            keys[i] = f._sample_key(i, f._check_sample(i, s))
-        except Exception as e:  # noqa: BLE001 - any failure is this sample's
-            fail(i, e)
-    good = [i for i in range(n) if i not in errors]
-    X = None
-    one_by_one = False
-    retries = 0
-    while good:
-        try:
-            X = f.transform([samples[i] for i in good])
+            f.fit(None)
+        except ValueError as e:
+            if "fit(X)" not in str(e):
+                raise
+            raise FitDataRequiredError(
+                f"{type(f).__name__} learns from the data with these parameters ({e}). A bulk job fits on "
+                "nothing by default: pass --fit-rows N (fit_rows=N) to fit on the first N items, or "
+                "--fit-rows -1 to fit on all of them (held in memory).") from e
+        return
+    fit_X: list = []
+    for chunk in source.chunks(chunk_size):
+        fit_X.extend(chunk.samples)
+        if 0 < fit_rows <= len(fit_X):
+            fit_X = fit_X[:fit_rows]
             break
-        except InvalidSampleError as e:
-            if e.index is None or not 0 <= e.index < len(good):
-                if on_error == "raise":
-                    raise
-                one_by_one = True
-                break
-            bad = good[e.index]
-            fail(bad, e)
-            good = [i for i in good if i != bad]
-            retries += 1
-            if retries >= _MAX_RETRIES:
-                one_by_one = True
-                break
-        except Exception as e:  # noqa: BLE001
-            if on_error == "raise":
-                raise SampleFailedError(
-                    f"Featurizing input items {ids[0]!r}..{ids[-1]!r} (positions {start}..{start + n - 1}) "
-                    f"failed: {_cause(e)}", id=None, position=start) from e
-            one_by_one = True
-            break
-    if one_by_one:
-        rows, kept = [], []
-        for i in good:
-            try:
-                rows.append(f.transform([samples[i]]))
-                kept.append(i)
-            except Exception as e:  # noqa: BLE001
-                fail(i, e)
-        good = kept
-        X = np.concatenate(rows) if rows else None
-    err_list = [{"id": ids[i], "position": start + i, "error": errors[i]} for i in sorted(errors)]
-    if X is None:
-        X = np.zeros((0, 0), np.float32)
-    return good, [keys[i] for i in good], np.ascontiguousarray(X, dtype=np.float32), err_list
-
-
-# -- output tables ------------------------------------------------------------------------------------
-def embedding_schema(id_type, width: int, layout: str, feature_names, metadata: dict) -> pa.Schema:
-    fields = [pa.field("id", id_type), pa.field("content_hash", pa.string())]
-    if layout == "columns":
-        fields += [pa.field(str(name), pa.float32()) for name in feature_names]
-    else:
-        fields.append(pa.field("embedding", pa.list_(pa.float32(), width)))
-    return pa.schema(fields, metadata={b"skfeaturize": json.dumps(metadata, default=str).encode()})
-
-
-def build_table(schema: pa.Schema, ids, keys: list, X: np.ndarray) -> pa.Table:
-    id_type = schema.field("id").type
-    n = len(keys)
-    cols = [pa.array(list(ids), type=id_type) if not isinstance(ids, pa.Array) else ids.cast(id_type),
-            pa.array(keys, type=pa.string())]
-    if "embedding" in schema.names:
-        width = schema.field("embedding").type.list_size
-        flat = pa.array(np.ascontiguousarray(X, np.float32).reshape(-1) if n else np.zeros(0, np.float32))
-        cols.append(pa.FixedSizeListArray.from_arrays(flat, width))
-    else:
-        width = len(schema.names) - 2
-        X = X.reshape(n, width) if n else np.zeros((0, width), np.float32)
-        cols += [pa.array(X[:, j]) for j in range(width)]
-    return pa.Table.from_arrays(cols, schema=schema)
+    f.fit(fit_X)
 
 
 # -- paths -------------------------------------------------------------------------------------------
@@ -260,31 +149,118 @@ def _paths(out: str, fmt: str) -> dict:
     p = Path(out)
     stem = p.with_suffix("") if p.suffix else p
     return {"out": p, "parts": p if fmt == "parquet" else Path(out + ".parts"),
-            "errors": Path(f"{stem}.errors.jsonl"), "ids": Path(f"{stem}.ids.parquet")}
+            "errors": Path(f"{stem}.errors.jsonl"), "skipped": Path(f"{stem}.skipped.jsonl"),
+            "ids": Path(f"{stem}.ids.parquet")}
 
 
 def _remove_job(paths: dict) -> None:
     parts = paths["parts"]
     if parts.exists():
-        if parts.is_dir() and ((parts / MANIFEST).exists() or not any(parts.iterdir())):
+        if parts.is_dir() and ((parts / MANIFEST).exists() or holds_only_temp_files(parts)):
             shutil.rmtree(parts)
         else:
             raise FileExistsError(f"--overwrite would delete {str(parts)!r}, which is not a skfeaturize job "
                                   "folder (no _manifest.json); remove it yourself or choose another OUT.")
-    for key in ("errors", "ids") + (("out",) if paths["out"] != parts else ()):
+    for key in ("errors", "skipped", "ids") + (("out",) if paths["out"] != parts else ()):
         if paths[key].exists() and paths[key].is_file():
             paths[key].unlink()
+
+
+# -- opening OUT: new, resumed, complete, or refused ---------------------------------------------------
+def _open_job(f, source: InputSource, paths: dict, fmt: str, layout: str, log: Progress):
+    """``(store, complete)``: the job's store, ready to run (or complete: nothing to do)."""
+    parts, where = paths["parts"], str(paths["parts"])
+    store = ShardStore(parts)
+    identity = job_identity(f, source, fmt, layout)
+    old = store.load() if parts.is_dir() else None
+    if old is None:
+        if parts.exists() and (not parts.is_dir() or not holds_only_temp_files(parts)):
+            raise FileExistsError(f"out={where!r} exists and is not a skfeaturize job folder (no "
+                                  "_manifest.json); choose another output or remove it.")
+        store.create(identity)
+        return store, False
+    if old.get("format_version") != FORMAT_VERSION and store.rows == 0:
+        store.create(identity)  # nothing to keep
+        return store, False
+    if old.get("format_version") != FORMAT_VERSION:
+        raise ResumeMismatchError(
+            f"{where!r} holds a job written by another skfeaturize version (manifest format "
+            f"{old.get('format_version')!r}, this version writes {FORMAT_VERSION}); it cannot be checked for "
+            "resumption. Pass --overwrite (overwrite=True) to start over.")
+    diff = mismatch(old["job"], identity, old["complete"])
+    if diff and store.rows == 0:  # an earlier attempt committed nothing: it locks nothing
+        log.log(f"skfeaturize embed: {where!r} holds an earlier attempt that wrote no row; starting over "
+                f"with the new parameters ({diff})")
+        store.create(identity)
+        return store, False
+    if diff:
+        raise ResumeMismatchError(
+            f"{where!r} holds a job started with different parameters or input ({diff}). Rerun with the "
+            "original parameters to resume it, or pass --overwrite (overwrite=True) to delete it and start "
+            "over.")
+    if old["complete"]:
+        _finish_complete(store, paths, fmt, where)
+        return store, True
+    store.clean_uncommitted()
+    missing = store.missing_shards()
+    if missing:
+        raise ResumeMismatchError(f"{where!r}: committed shard(s) {missing[:3]} are missing (deleted?); the "
+                                  "job cannot resume. Pass --overwrite (overwrite=True) to start over.")
+    if store.position:
+        log.log(f"skfeaturize embed: checking the {store.position} items committed earlier (ids and "
+                "content hashes)")
+        verify_committed(f, source, store, where)
+    return store, False
+
+
+def _finish_complete(store: ShardStore, paths: dict, fmt: str, where: str) -> None:
+    if fmt == "npy":
+        if not paths["out"].is_file() or not paths["ids"].is_file():
+            raise ResumeMismatchError(
+                f"{where!r} holds a complete job, but {str(paths['out'])!r} or {str(paths['ids'])!r} is "
+                "missing (deleted?). Pass --overwrite (overwrite=True) to compute it again.")
+        remove_shards(store)  # a kill while the shards were being deleted left some
+
+
+def _record_skipped(source: InputSource, paths: dict, log: Progress, rows: int) -> list:
+    skipped = source.listing().skipped if source.kind == "folder" else []
+    if not skipped:
+        paths["skipped"].unlink(missing_ok=True)
+        return []
+    atomic_write_bytes(paths["skipped"], json_lines([{"path": s.path, "reason": s.reason} for s in skipped]),
+                       rows=rows)
+    for s in skipped[:_MAX_SKIPPED_LINES]:
+        log.log(f"skfeaturize embed: skipped {s.path!r}: {s.reason}")
+    if len(skipped) > _MAX_SKIPPED_LINES:
+        log.log(f"skfeaturize embed: ... and {len(skipped) - _MAX_SKIPPED_LINES} more skipped entries, all "
+                f"listed in {str(paths['skipped'])!r}")
+    return skipped
+
+
+def _check_options(format, layout, on_error, engine, chunk_size) -> None:
+    if format not in ("parquet", "npy"):
+        raise ValueError(f"format={format!r} is not one of ['npy', 'parquet'].")
+    if layout not in ("list", "columns"):
+        raise ValueError(f"layout={layout!r} is not one of ['columns', 'list'].")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error={on_error!r} is not one of ['raise', 'skip'].")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine={engine!r} is not one of ['local', 'ray'].")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size!r} must be a positive int.")
+    if format == "npy" and layout == "columns":
+        raise ValueError("layout='columns' applies to format='parquet'; an .npy output is one matrix.")
 
 
 # -- the job -----------------------------------------------------------------------------------------
 def embed(input, out, *, featurizer="image", params: dict | None = None, model=None, layer=None,
           pooling=None, batch_size: int | None = None, device: str | None = None, cache=None,
           column: str | None = None, id_column: str | None = None, extensions=None, root=None,
-          encoding: str = "utf-8", chunk_size: int = 256, format: str = "parquet", layout: str = "list",
-          on_error: str = "raise", overwrite: bool = False, fit_rows: int = 0, engine: str = "local",
-          ray_address: str | None = None, concurrency: int | None = None,
-          gpus_per_actor: float | None = None, progress: str = "auto", quiet: bool = False,
-          log_every: float = 10.0) -> EmbedResult:
+          encoding: str = "utf-8", follow_symlinks: bool = False, chunk_size: int = 256,
+          format: str = "parquet", layout: str = "list", on_error: str = "raise", overwrite: bool = False,
+          fit_rows: int = 0, engine: str = "local", ray_address: str | None = None,
+          concurrency: int | None = None, gpus_per_actor: float | None = None, progress: str = "auto",
+          quiet: bool = False, log_every: float = 10.0) -> EmbedResult:
     """Featurize every item of ``input`` into ``out``, streaming, in shards, resumable after a kill.
 
     Parameters
@@ -305,164 +281,114 @@ def embed(input, out, *, featurizer="image", params: dict | None = None, model=N
     cache : path or EmbeddingCache
         Passed as the featurizer's ``cache=``: the job reads hits from it and fills it, so a later
         ``GridSearchCV`` with the same featurizer starts warm.
+    root : path
+        Folder that relative paths in a table column are relative to (default: the table's folder).
+        Table cells are treated as paths for an ``ImageFeaturizer``, or for any featurizer when ``root``
+        is given.
+    follow_symlinks : bool
+        Folder input: also follow symbolic links that point outside the folder (by default they are
+        skipped and listed in ``<stem>.skipped.jsonl``). Each real directory is walked once either way.
     chunk_size : int
-        Items per chunk (and per shard); memory is bounded by one chunk.
+        Items per chunk (and per shard); memory is bounded by a few chunks.
     on_error : {"raise", "skip"}
-        ``"raise"`` stops at the first bad item with its id and cause (everything committed so far is
-        kept); ``"skip"`` records failed items in ``<stem>.errors.jsonl`` and carries on.
+        ``"raise"`` stops at the first bad item with its id, position and cause (the items before it are
+        kept, and the same command resumes at it once it is fixed or removed); ``"skip"`` records failed
+        items in ``<stem>.errors.jsonl`` and carries on.
     overwrite : bool
         Delete an existing job in ``out`` and start over; otherwise a job with the same parameters and
-        input resumes where it stopped, and one with different parameters is refused.
+        input resumes where it stopped, and one with different parameters is refused (unless it had not
+        written any row yet).
     fit_rows : int
         ``0``: ``fit(None)`` (pretrained featurizers learn nothing). ``N > 0``: fit on the first ``N``
         items; ``-1``: on all items (held in memory), for fitted poolings such as ``tfidf``/``sif``.
         A fitted instance passed as ``featurizer`` is used as it is.
     engine : {"local", "ray"}
-        ``"ray"`` runs the chunks on a Ray actor pool (one featurizer per actor), see ``ray_address``,
-        ``concurrency`` (actors) and ``gpus_per_actor`` (default: 1 when the cluster has GPUs).
+        ``"ray"`` runs the chunks on Ray actors (one featurizer per actor, a bounded number of chunks in
+        flight), see ``ray_address``, ``concurrency`` (actors) and ``gpus_per_actor`` (default: 1 when the
+        cluster has GPUs).
     progress : {"auto", "bar", "log", "off"}
         ``"auto"``: a tqdm bar on a terminal, a log line every ``log_every`` seconds otherwise.
     quiet : bool
         No progress output at all (same as ``progress="off"``).
     """
     t0 = time.monotonic()
-    if format not in ("parquet", "npy"):
-        raise ValueError(f"format={format!r} is not one of ['npy', 'parquet'].")
-    if layout not in ("list", "columns"):
-        raise ValueError(f"layout={layout!r} is not one of ['columns', 'list'].")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error={on_error!r} is not one of ['raise', 'skip'].")
-    if engine not in ("local", "ray"):
-        raise ValueError(f"engine={engine!r} is not one of ['local', 'ray'].")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size!r} must be a positive int.")
-    if format == "npy" and layout == "columns":
-        raise ValueError("layout='columns' applies to format='parquet'; an .npy output is one matrix.")
-
+    _check_options(format, layout, on_error, engine, chunk_size)
     params = dict(params or {})
-    f = make_featurizer(featurizer, {})
-    for key, value in ((model_param(type(f)), model), ("layer", layer), ("pooling", pooling),
-                       ("batch_size", batch_size), ("device", device), ("cache", cache)):
+    first = model_param(type(make_featurizer(featurizer, {})))
+    for key, value in ((first, model), ("layer", layer), ("pooling", pooling), ("batch_size", batch_size),
+                       ("device", device), ("cache", cache)):
         if value is not None:
             params[key] = value
     f = make_featurizer(featurizer, params)
-
     source = open_input(input, column=column, id_column=id_column, extensions=extensions, root=root,
-                        paths=getattr(f, "_input_what", "") == "images", encoding=encoding)
-    if not getattr(f, "fitted_", False):
-        if fit_rows:
-            fit_X = []
-            for chunk in source.chunks(chunk_size):
-                fit_X.extend(chunk.samples)
-                if 0 < fit_rows <= len(fit_X):
-                    fit_X = fit_X[:fit_rows]
-                    break
-            f.fit(fit_X)
-        else:
-            f.fit(None)
-
+                        paths=_wants_paths(f, root), encoding=encoding, follow_symlinks=follow_symlinks)
+    _fit(f, source, fit_rows, chunk_size)
     paths = _paths(out, format)
+    mode = "off" if quiet else progress
+    log = Progress(None, mode="off" if mode == "off" else "log", every=log_every)
     if overwrite:
         _remove_job(paths)
-    store = ShardStore(paths["parts"])
-    identity = job_identity(f, source, format, layout)
-    old = store.load() if paths["parts"].is_dir() else None
-    parts = paths["parts"]
-    if parts.exists() and old is None and (not parts.is_dir() or any(parts.iterdir())):
-        raise FileExistsError(f"out={str(paths['parts'])!r} exists and is not a skfeaturize job folder (no "
-                              "_manifest.json); choose another output or remove it.")
-    if old is not None:
-        diff = _mismatch(old["job"], identity)
-        if diff:
-            raise ResumeMismatchError(
-                f"{str(paths['parts'])!r} holds a job started with different parameters or input ({diff}). "
-                "Rerun with the original parameters to resume it, or pass --overwrite (overwrite=True) to "
-                "delete it and start over.")
-        store.clean_uncommitted()
+    store, complete = _open_job(f, source, paths, format, layout, log)
+    skipped = _record_skipped(source, paths, log, store.rows)
+    if complete:
+        log.log(f"skfeaturize embed: {str(paths['out'])!r} is already complete ({store.rows} rows); nothing "
+                "to do (--overwrite starts over).")
+        return _result(paths, store, 0, t0, skipped)
+    _run(f, source, store, paths, mode=mode, every=log_every, chunk_size=chunk_size, on_error=on_error,
+         layout=layout, engine=engine, ray=dict(address=ray_address, concurrency=concurrency,
+                                                gpus_per_actor=gpus_per_actor))
+    if format == "npy":
+        consolidate(store, paths)
     else:
-        store.create(identity)
-    mode = "off" if quiet else progress
-    if store.manifest["complete"] and (format == "parquet" or paths["out"].exists()):
-        prog = Progress(None, mode=mode, every=log_every)
-        prog.log(f"skfeaturize embed: {str(paths['out'])!r} is already complete "
-                 f"({store.manifest['rows']} rows); nothing to do (--overwrite starts over).")
-        return _result(paths, store, format, 0, t0)
+        store.finish()
+    result = _result(paths, store, store.manifest["runs"][-1]["featurized"], t0, skipped)
+    log.log(f"skfeaturize embed: done: {result.rows} rows in {str(paths['out'])!r}, {result.failed} failed, "
+            f"featurized {result.featurized} items in this run (resumed from {result.resumed_from}), "
+            f"{result.seconds:.1f} s")
+    return result
 
+
+def _run(f, source, store, paths, *, mode, every, chunk_size, on_error, layout, engine, ray) -> None:
     store.start_run(engine)
-    total = source.total if source.total is not None else (
-        identity["input"]["files"] if source.kind == "folder" else None)
-    prog = Progress(total, done=store.position, mode=mode, every=log_every)
+    prog = Progress(source.total, done=store.position, mode=mode, every=every)
     if store.position:
-        prog.log(f"skfeaturize embed: resuming at item {store.position} ({store.manifest['rows']} rows "
-                 "already written)")
-    metadata = {"featurizer": identity["featurizer"], "params": identity["params"],
-                "fingerprint": identity["fingerprint"], "fingerprint_spec": identity["fingerprint_spec"],
-                "requests": identity["fingerprint_spec"]["requests"], "skfeaturize": __version__}
+        prog.log(f"skfeaturize embed: resuming at item {store.position} ({store.rows} rows already written)")
+    job = store.manifest["job"]
+    metadata = {k: job[k] for k in ("featurizer", "params", "fingerprint", "skfeaturize")}
+    writer = ChunkWriter(f, store, id_type=source.id_type, layout=layout, metadata=metadata,
+                         on_error=on_error, progress=prog)
     try:
         if engine == "ray":
             from ._ray import run_ray
 
-            run_ray(f, source, store, chunk_size=chunk_size, on_error=on_error, layout=layout,
-                    metadata=metadata, progress=prog, address=ray_address, concurrency=concurrency,
-                    gpus_per_actor=gpus_per_actor)
+            run_ray(f, source, writer, chunk_size=chunk_size, **ray)
         else:
-            run_local(f, source, store, chunk_size=chunk_size, on_error=on_error, layout=layout,
-                      metadata=metadata, progress=prog)
-    finally:
+            run_local(f, source, writer, chunk_size=chunk_size)
+    except BaseException:
         prog.close()
-        store.write_errors_file(paths["errors"])
-    if format == "npy":
-        _consolidate_npy(store, paths)
-    store.finish()
-    result = _result(paths, store, format, store.manifest["runs"][-1]["featurized"], t0)
-    prog.log(f"skfeaturize embed: done: {result.rows} rows in {str(paths['out'])!r}, {result.failed} failed, "
-             f"featurized {result.featurized} items in this run (resumed from {result.resumed_from}), "
-             f"{result.seconds:.1f} s")
-    return result
+        with contextlib.suppress(OSError):  # the job's own error is the one to report
+            store.write_errors_file(paths["errors"])
+        raise
+    prog.close()
+    store.write_errors_file(paths["errors"])
 
 
-def _result(paths, store, fmt, featurized, t0) -> EmbedResult:
+def _result(paths, store, featurized, t0, skipped) -> EmbedResult:
     m = store.manifest
     return EmbedResult(out=str(paths["out"]), rows=int(m["rows"]), failed=int(m["errors"]),
                        featurized=int(featurized),
                        resumed_from=int(m["runs"][-1]["resumed_from"]) if m["runs"] else 0,
                        seconds=time.monotonic() - t0,
                        errors_path=str(paths["errors"]) if paths["errors"].exists() else None,
-                       manifest_path=str(paths["parts"] / MANIFEST))
+                       manifest_path=str(paths["parts"] / MANIFEST), skipped=len(skipped),
+                       skipped_path=str(paths["skipped"]) if skipped else None)
 
 
-class ShardBuilder:
-    """Turns featurized chunks into tables with one schema (fixed at the first non-empty chunk)."""
-
-    def __init__(self, f, source: InputSource, layout: str, metadata: dict, store: ShardStore):
-        self.f, self.source, self.layout, self.metadata, self.store = f, source, layout, metadata, store
-        self.schema = None
-        if store.manifest["shards"]:  # a resumed job keeps the committed schema
-            import pyarrow.parquet as pq
-
-            self.schema = pq.read_schema(store.shard_paths()[0])
-
-    def table(self, ids, keys, X) -> pa.Table:
-        if self.schema is None:
-            # width from the data, or (a first chunk where everything failed) from the featurizer
-            names = self.f.get_feature_names_out() if self.layout == "columns" or not len(keys) else None
-            width = X.shape[1] if len(keys) else len(names)
-            self.schema = embedding_schema(self.source.id_type, width, self.layout, names, self.metadata)
-        return build_table(self.schema, ids, keys, X)
-
-
-def run_local(f, source: InputSource, store: ShardStore, *, chunk_size: int, on_error: str, layout: str,
-              metadata: dict, progress: Progress) -> None:
+def run_local(f, source: InputSource, writer: ChunkWriter, *, chunk_size: int) -> None:
     """Featurize chunk after chunk in this process; commit each as a shard."""
-    builder = ShardBuilder(f, source, layout, metadata, store)
-    for chunk in _prefetch(source.chunks(chunk_size, skip=store.position)):
-        ids = chunk.ids.to_pylist()
-        kept, keys, X, errors = featurize_chunk(f, chunk.samples, ids, chunk.start, on_error)
-        table = builder.table(chunk.ids.take(pa.array(kept, pa.int64())), keys, X)
-        store.commit(table, chunk.start, chunk.start + len(chunk), errors)
-        progress.update(len(chunk))
-        for e in errors:
-            progress.log(f"skfeaturize embed: skipped {e['id']!r}: {e['error']}")
+    for chunk in _prefetch(source.chunks(chunk_size, skip=writer.store.position)):
+        writer.commit(chunk, featurize_chunk(f, chunk.samples, chunk.start, writer.on_error,
+                                             with_names=writer.wants_names))
 
 
 def _prefetch(iterator, depth: int = 2):
@@ -503,52 +429,6 @@ def _prefetch(iterator, depth: int = 2):
         stop.set()
 
 
-def _consolidate_npy(store: ShardStore, paths: dict) -> None:
-    """Shards → one float32 ``.npy`` (memory-mappable) + ``<stem>.ids.parquet``, streaming, atomically."""
-    import pyarrow.parquet as pq
-
-    rows = int(store.manifest["rows"])
-    shard_paths = store.shard_paths()
-    schema = None
-    for p in shard_paths:
-        s = pq.read_schema(p)
-        if "embedding" in s.names:
-            schema = s
-            break
-    width = schema.field("embedding").type.list_size if schema is not None else 0
-    out, ids_path = paths["out"], paths["ids"]
-    tmp = out.with_name(f".{out.name}.tmp.npy")
-    tmp_ids = ids_path.with_name(f".{ids_path.name}.tmp")
-    mat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(rows, width))
-    writer = None
-    pos = 0
-    for p in shard_paths:
-        t = pq.read_table(p)
-        n = t.num_rows
-        if n:
-            flat = t.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            mat[pos:pos + n] = flat.reshape(n, width)
-            pos += n
-            ids_t = t.select(["id", "content_hash"]).replace_schema_metadata(schema.metadata)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp_ids, ids_t.schema)
-            writer.write_table(ids_t)
-    mat.flush()
-    del mat
-    if writer is None:
-        writer = pq.ParquetWriter(tmp_ids, pa.schema([("id", pa.string()), ("content_hash", pa.string())]))
-    writer.close()
-    for t in (tmp, tmp_ids):
-        with open(t, "rb+") as fh:
-            os.fsync(fh.fileno())
-    os.replace(tmp_ids, ids_path)
-    os.replace(tmp, out)
-    fsync_dir(out.parent)
-    store.manifest["consolidated"] = {"npy": out.name, "ids": ids_path.name, "rows": rows, "width": width}
-    for p in shard_paths:  # the matrix now holds them; keep only the manifest (a rerun sees "complete")
-        p.unlink()
-
-
 def read_embeddings(out) -> tuple:
     """``(ids, content_hashes, X)`` of a finished job (either format), in input order."""
     import pandas as pd
@@ -566,5 +446,4 @@ def read_embeddings(out) -> tuple:
     return df["id"].tolist(), df["content_hash"].tolist(), X
 
 
-__all__ = ["embed", "EmbedResult", "SampleFailedError", "ResumeMismatchError", "read_embeddings",
-           "featurize_chunk", "Chunk"]
+__all__ = ["embed", "EmbedResult", "SampleFailedError", "ResumeMismatchError", "read_embeddings"]

@@ -1,55 +1,47 @@
-"""The Ray engine of :func:`skfeaturize.jobs.embed`: the same chunks, featurized by a Ray Data actor pool.
+"""The Ray engine of :func:`skfeaturize.jobs.embed`: the same chunks, featurized by a pool of Ray actors.
 
-The driver reads the input with the same lazy reader as the local engine (ids and positions must be exactly
-those of a local run for the output and resumption to match), puts each chunk in Ray's object store, and
-builds one ``ray.data`` dataset over them. ``Dataset.map_batches`` runs :class:`_FeaturizeActor`, a callable
-class, in an actor pool (``concurrency`` actors, ``num_gpus`` each): every actor unpickles the featurizer
-specification once and loads the backbone once, on its first chunk; the decoding, preprocessing and forward
-passes, the heavy part of reading, run in parallel on the actors. Results stream back in input order
-(``preserve_order``) and the driver commits them as Parquet shards with the same schema and manifest as the
-local engine, so a Ray job resumes exactly (even with the local engine, and vice versa).
+The driver reads the input lazily with the same reader as the local engine (ids and positions must be
+exactly those of a local run for the output and resumption to match) and keeps at most ``max_in_flight``
+chunks (two per actor) submitted and not yet committed: reading stops while the actors are busy, so the
+driver's memory does not grow with the input. :class:`ray.util.ActorPool` hands each chunk to an idle actor
+and gives the results back in submission order; each actor holds one featurizer (unpickled once from the
+object store, backbone loaded on its first chunk) and runs :func:`._chunks.featurize_chunk`, the decoding,
+preprocessing and forward passes. The driver commits the results with the same
+:class:`._chunks.ChunkWriter` as the local engine: same shards, schema, manifest, errors and messages, so a
+Ray job resumes exactly (even with the local engine, and vice versa).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
 from .._optional import import_optional
-from ._embed import SampleFailedError, ShardBuilder, featurize_chunk
+from ._chunks import ChunkResult, featurize_chunk
 
 
-class _FeaturizeActor:
-    """One featurizer per actor; called with one chunk (a pandas DataFrame), returns numpy columns."""
+class _ChunkWorker:
+    """One featurizer per actor."""
 
-    def __init__(self, featurizer, on_error: str):
+    def __init__(self, featurizer):
         self.f = featurizer
-        self.on_error = on_error
-        self.width = None
 
-    def __call__(self, batch):
-        samples = batch["sample"].tolist()
-        ids = batch["id"].tolist()
-        pos = batch["_pos"].to_numpy(np.int64)
-        start = int(pos[0]) if len(pos) else 0
-        try:
-            kept, keys, X, errors = featurize_chunk(self.f, samples, ids, start, "skip")
-        except Exception as e:  # noqa: BLE001 - carried back to the driver, which decides
-            cause = f"{type(e).__name__}: {e}"
-            kept, keys, X = [], [], None
-            errors = [{"id": i, "position": int(p), "error": cause} for i, p in zip(ids, pos, strict=True)]
-        if self.width is None:
-            self.width = X.shape[1] if X is not None and len(kept) else len(self.f.get_feature_names_out())
-        n = len(samples)
-        emb = np.zeros((n, self.width), np.float32)
-        if kept:
-            emb[kept] = X
-        hashes = np.full(n, "", dtype=object)
-        hashes[kept] = keys
-        err = np.full(n, "", dtype=object)
-        for e in errors:
-            err[int(e["position"]) - start] = e["error"]
-        return {"_pos": pos, "content_hash": hashes, "error": err, "embedding": emb}
+    def featurize(self, samples: list, start: int, on_error: str, with_names: bool) -> ChunkResult:
+        return featurize_chunk(self.f, samples, start, on_error, with_names=with_names)
+
+
+def ordered_results(pool, chunks: Iterable, call: Callable, max_in_flight: int) -> Iterator[tuple]:
+    """``(chunk, result)`` in input order, with at most ``max_in_flight`` chunks read and not yet yielded.
+
+    ``pool`` is a :class:`ray.util.ActorPool` (``submit(fn, value)``, ``get_next()`` in submission order)."""
+    in_flight: deque = deque()
+    for chunk in chunks:
+        pool.submit(call, chunk)
+        in_flight.append(chunk)
+        if len(in_flight) >= max_in_flight:
+            yield in_flight.popleft(), pool.get_next()
+    while in_flight:
+        yield in_flight.popleft(), pool.get_next()
 
 
 def _init_ray(ray, address):
@@ -59,70 +51,40 @@ def _init_ray(ray, address):
     return True
 
 
-def run_ray(f, source, store, *, chunk_size: int, on_error: str, layout: str, metadata: dict, progress,
-            address=None, concurrency=None, gpus_per_actor=None) -> None:
-    """Featurize the chunks after ``store.position`` on a Ray actor pool; commit shards in input order."""
-    import pandas as pd
+def _pool_shape(ray, concurrency, gpus_per_actor) -> tuple[int, float, float]:
+    """``(actors, GPUs per actor, CPUs per actor)`` from the options and the cluster's resources."""
+    resources = ray.cluster_resources()
+    gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 1))
+    if gpus_per_actor is None:
+        gpus_per_actor = 1.0 if gpus > 0 else 0.0
+    if concurrency is None:
+        concurrency = max(1, int(gpus / gpus_per_actor)) if gpus_per_actor else max(1, int(cpus) // 2)
+    # more actors than CPUs would wait forever for a CPU: share them instead
+    return int(concurrency), float(gpus_per_actor), min(1.0, cpus / int(concurrency))
 
+
+def run_ray(f, source, writer, *, chunk_size: int, address=None, concurrency=None, gpus_per_actor=None,
+            max_in_flight: int | None = None) -> None:
+    """Featurize the chunks after ``writer.store.position`` on Ray actors; commit them in input order."""
     ray = import_optional("ray", "ray")
-    started = _init_ray(ray, address)
-    try:
-        resources = ray.cluster_resources()
-        gpus = float(resources.get("GPU", 0))
-        if gpus_per_actor is None:
-            gpus_per_actor = 1.0 if gpus > 0 else 0.0
-        if concurrency is None:
-            concurrency = max(1, int(gpus / gpus_per_actor)) if gpus_per_actor else max(
-                1, int(resources.get("CPU", 1)) // 2)
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True
-        ctx.enable_progress_bars = False
+    from ray.util import ActorPool
 
-        bounds, refs = [], []
-        for chunk in source.chunks(chunk_size, skip=store.position):
-            df = pd.DataFrame({"_pos": np.arange(chunk.start, chunk.start + len(chunk), dtype=np.int64),
-                               "id": chunk.ids.to_pandas(), "sample": pd.Series(chunk.samples, dtype=object)})
-            refs.append(ray.put(df))
-            bounds.append((chunk.start, len(chunk), chunk.ids))
-        if not refs:
-            return
-        ds = ray.data.from_pandas_refs(refs).map_batches(
-            _FeaturizeActor, fn_constructor_kwargs={"featurizer": f, "on_error": on_error},
-            batch_size=None, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=int(concurrency)),
-            num_gpus=gpus_per_actor or None, zero_copy_batch=True,
-        )
-        builder = ShardBuilder(f, source, layout, metadata, store)
-        pending: list[dict] = []
-        buffered = 0
-        k = 0
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            pending.append(batch)
-            buffered += len(batch["_pos"])
-            while k < len(bounds) and buffered >= bounds[k][1]:
-                start, n, ids = bounds[k]
-                cols = {c: np.concatenate([b[c] for b in pending]) for c in pending[0]}
-                head = {c: v[:n] for c, v in cols.items()}
-                rest = {c: v[n:] for c, v in cols.items()}
-                pending = [rest] if len(rest["_pos"]) else []
-                buffered -= n
-                k += 1
-                if not np.array_equal(head["_pos"], np.arange(start, start + n)):
-                    raise RuntimeError("Ray returned rows out of order; this is a bug in skfeaturize.")
-                err = head["error"]
-                failed = [i for i in range(n) if err[i]]
-                errors = [{"id": ids[i].as_py(), "position": start + i, "error": str(err[i])} for i in failed]
-                if errors and on_error == "raise":
-                    e = errors[0]
-                    raise SampleFailedError(
-                        f"Input item {e['id']!r} (position {e['position']}) failed: {e['error']}. Fix or "
-                        "remove it, or pass --on-error skip (on_error='skip') to record failures in the "
-                        "errors file and carry on.", id=e["id"], position=e["position"])
-                kept = [i for i in range(n) if not err[i]]
-                emb = np.asarray(head["embedding"], dtype=np.float32).reshape(n, -1)[kept]
-                table = builder.table(ids.take(pa.array(kept, pa.int64())),
-                                      [str(h) for h in head["content_hash"][kept]], emb)
-                store.commit(table, start, start + n, errors)
-                progress.update(n)
+    started = _init_ray(ray, address)
+    actors = []
+    try:
+        n, gpus, cpus = _pool_shape(ray, concurrency, gpus_per_actor)
+        worker = ray.remote(num_cpus=cpus, num_gpus=gpus)(_ChunkWorker)
+        spec = ray.put(f)  # one copy in the object store, unpickled once per actor
+        actors = [worker.remote(spec) for _ in range(n)]
+
+        def call(actor, chunk):
+            return actor.featurize.remote(chunk.samples, chunk.start, writer.on_error, writer.wants_names)
+
+        chunks = source.chunks(chunk_size, skip=writer.store.position)
+        for chunk, result in ordered_results(ActorPool(actors), chunks, call, max_in_flight or 2 * n):
+            writer.commit(chunk, result)
     finally:
+        for a in actors:
+            ray.kill(a)
         if started:
             ray.shutdown()
