@@ -79,3 +79,51 @@ def check_set_params_changes_output(featurizer, X, **params):
     a = f.transform(X)
     b = clone(featurizer).set_params(**params).fit(X).transform(X)
     assert a.shape != b.shape or not np.allclose(a, b), f"set_params({params}) did not change features"
+
+
+def check_parameters_need_a_refit(featurizer, X, changes: dict, runtime: set):
+    """Every parameter is covered: changed after ``fit``, one that decides the numbers makes ``transform``
+    raise :class:`RefitRequiredError` naming it (never a mix of old plan and new parameter); a runtime
+    parameter (``runtime``) changes nothing; setting the original value back needs no refit either."""
+    import pytest
+
+    from skfeaturize import RefitRequiredError
+
+    fitted = clone(featurizer).fit(X)
+    ref = fitted.transform(X)
+    names = set(fitted.get_params(deep=False))
+    assert names == set(changes), f"parameters without a refit case: {sorted(names ^ set(changes))}"
+    for name, value in changes.items():
+        f = clone(featurizer).fit(X)
+        original = f.get_params(deep=False)[name]
+        f.set_params(**{name: value})
+        if name in runtime:
+            np.testing.assert_allclose(f.transform(X), ref, atol=1e-5, rtol=0, err_msg=name)
+        else:
+            with pytest.raises(RefitRequiredError, match=rf"{name}: .*call fit\(\) again"):
+                f.transform(X)
+        f.set_params(**{name: original})
+        np.testing.assert_array_equal(f.transform(X), ref, err_msg=name)
+
+
+def check_cache_hit_equals_miss(featurizer, X, folder):
+    """With a cache: a miss, then a hit, then no cache at all give the same rows, bit for bit."""
+    f = clone(featurizer).set_params(cache=str(folder)).fit(X)
+    miss = f.transform(X)
+    hit = f.transform(X)
+    plain = clone(featurizer).set_params(cache=None).fit(X).transform(X)
+    np.testing.assert_array_equal(hit, miss)
+    np.testing.assert_array_equal(plain, miss)
+
+
+def check_in_grid_search(featurizer, X, y, grid: dict):
+    """Inside ``Pipeline`` + ``GridSearchCV``: every setting is really computed (distinct scores)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    pipe = Pipeline([("feat", clone(featurizer)), ("clf", LogisticRegression(max_iter=500))])
+    search = GridSearchCV(pipe, {f"feat__{k}": v for k, v in grid.items()}, cv=2).fit(X, y)
+    assert len(search.cv_results_["params"]) == int(np.prod([len(v) for v in grid.values()]))
+    assert search.predict(X).shape == (len(X),)
+    return search

@@ -506,8 +506,12 @@ def test_resolve_cache(tmp_path, monkeypatch):
 def test_keys_text_normalisation_file_bytes_and_fingerprint(tmp_path):
     composed, decomposed = "caf\u00e9", "cafe\u0301"
     assert composed != decomposed
-    assert _keys.hash_text(composed) == _keys.hash_text(decomposed)
+    assert _keys.hash_text(composed) != _keys.hash_text(decomposed)  # a cased tokenizer sees two inputs
+    assert _keys.hash_nfc_text(composed) == _keys.hash_nfc_text(decomposed)  # normalised before use
     assert _keys.hash_tokens([composed, "au lait"]) == _keys.hash_tokens([decomposed, "au lait"])
+    assert _keys.hash_tokens(["a\x1fb"]) != _keys.hash_tokens(["a", "b"])  # length-prefixed
+    assert _keys.hash_tokens(["ab", ""]) != _keys.hash_tokens(["a", "b"])
+    assert _keys.hash_text("\udce9") != _keys.hash_text("\udce8")  # lone surrogates hash too
     assert _keys.hash_text("cafe") != _keys.hash_text(composed)
     data = bytes(range(256)) * 5000  # > one read block of hash_file
     path = tmp_path / "img.bin"

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from skfeaturize._plan import Plan, Request
 from skfeaturize.base import BaseFeaturizer
 from skfeaturize.cache._keys import hash_text
 from skfeaturize.cli import main, parse_value
@@ -43,14 +44,11 @@ class CharNgramFeaturizer(BaseFeaturizer):
         self.pooling = pooling
         self.cache = cache
 
-    def _fit_state(self, X, y):
-        self.fitted_ = True
-
-    def _requests(self):
-        return [(self.layer, self.pooling)]
-
-    def _fingerprint(self):
-        return {"n_features": self.n_features, "ngram": self.ngram}
+    def _make_plan(self, X, y):
+        request = Request(self.layer, self.pooling)
+        return Plan(requests=(request,), widths={request: self.n_features}, prefix="charngram",
+                    identity={"n_features": self.n_features, "ngram": self.ngram},
+                    params=self._param_snapshot())
 
     def _check_sample(self, index, sample):
         if not isinstance(sample, str):
@@ -58,16 +56,10 @@ class CharNgramFeaturizer(BaseFeaturizer):
                                      index=index)
         return sample
 
-    def _sample_key(self, index, sample):
+    def _sample_key(self, sample, index):
         return hash_text(sample)
 
-    def _feature_prefix(self):
-        return "charngram"
-
-    def _probe_widths(self, requests):
-        return {r: self.n_features for r in requests}
-
-    def _compute(self, samples, requests, indices):
+    def _compute(self, plan, samples, requests, indices):
         out = np.zeros((len(samples), self.n_features), np.float32)
         for row, text in enumerate(samples):
             padded = f" {text} "
@@ -140,7 +132,7 @@ def test_folder_round_trip_nested(image_dir, tiny_reference, tmp_path):
     from skfeaturize import ImageFeaturizer
 
     assert meta["fingerprint"] == ImageFeaturizer("timm:test_resnet", weights=None).fit().fingerprint_
-    assert meta["feature_groups"] == ["test_resnet__pre_logits__auto"] and meta["n_features"] == 96
+    assert meta["feature_groups"] == ["test_resnet__pre_logits__none"] and meta["n_features"] == 96
     emb_type = schema.field("embedding").type
     assert emb_type.list_size == 96 and str(emb_type.value_type) == "float"
 
@@ -153,7 +145,7 @@ def test_csv_paths_with_id_column_and_columns_layout(image_dir, tiny_reference, 
     embed(tmp_path / "t.csv", out, column="path", id_column="key", layout="columns", chunk_size=3, **TINY)
     df = pd.read_parquet(out)
     assert df["id"].tolist() == [f"k{i}" for i in range(7)]
-    assert list(df.columns[:3]) == ["id", "content_hash", "test_resnet__pre_logits__auto_0"]
+    assert list(df.columns[:3]) == ["id", "content_hash", "test_resnet__pre_logits__none_0"]
     np.testing.assert_allclose(df.iloc[:, 2:].to_numpy(), np.stack([tiny_reference[r] for r in rel]),
                                atol=1e-5)
 

@@ -54,17 +54,15 @@ def test_words_job_from_csv_equals_the_featurizer(tmp_path, sentences):
 
 
 def test_job_cache_makes_a_later_featurizer_all_hits(tmp_path, image_files, monkeypatch):
-    from skfeaturize.image._backbone import Backbone
-
     folder = os.path.dirname(image_files[0])
     cache = str(tmp_path / "cache")
     embed(folder, str(tmp_path / "imgs.parquet"), featurizer="image", model="timm:test_resnet",
           params={"weights": None, "layer": "layer2", "pooling": "gem"}, cache=cache, quiet=True)
     ids, _, X = read_embeddings(tmp_path / "imgs.parquet")
     calls = []
-    real = Backbone.forward
-    monkeypatch.setattr(Backbone, "forward", lambda self, x, layers: calls.append(x.shape[0])
-                        or real(self, x, layers))
+    real = ImageFeaturizer._run_taps
+    monkeypatch.setattr(ImageFeaturizer, "_run_taps", staticmethod(
+        lambda taps, x, layers: calls.append(x.shape[0]) or real(taps, x, layers)))
     f = ImageFeaturizer("timm:test_resnet", weights=None, layer="layer2", pooling="gem", cache=cache)
     paths = [os.path.join(folder, i) for i in ids]
     warm = f.fit(paths).transform(paths)

@@ -46,6 +46,20 @@ class LayerInfo:
         return int(self.shape[0]) if self.kind == "vector" else None
 
 
+class evaluating:  # noqa: N801 - used as a context manager
+    """``model.eval()`` for the duration, the model's own mode restored after (a user's module)."""
+
+    def __init__(self, model):
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self):
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        self.model.train(self.was_training)
+
+
 def kind_of(shape: tuple) -> str:
     return {1: "vector", 2: "tokens", 3: "map"}.get(len(shape), "other")
 

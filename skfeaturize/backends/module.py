@@ -9,7 +9,7 @@ Such a module defines no standard list of feature layers and no pre-logits embed
 from __future__ import annotations
 
 from .._loader import load, loader_key
-from ._base import PRE_LOGITS, ImageBackend, LayerInfo, Taps, kind_of
+from ._base import PRE_LOGITS, ImageBackend, LayerInfo, Taps, evaluating, kind_of
 
 OUTPUT = "output"
 
@@ -59,7 +59,7 @@ class ModuleBackend(ImageBackend):
         taps = self._taps(self.module)
         names = taps.names()
         device = next((p.device for p in self.module.parameters()), torch.device("cpu"))
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluating(self.module):
             out = taps.run(torch.zeros((1, *input_shape), device=device), tuple(names), probing=True)
         infos = []
         for name in names:

@@ -14,7 +14,7 @@ import inspect
 
 from .._loader import load, loader_key
 from ..exceptions import WeightsNotFoundError
-from ._base import PRE_LOGITS, ImageBackend, LayerInfo, Taps, kind_of
+from ._base import PRE_LOGITS, ImageBackend, LayerInfo, Taps, evaluating, kind_of
 from .checkpoints import checkpoint_path, looks_like_path
 
 
@@ -138,7 +138,7 @@ class TimmBackend(ImageBackend):
         taps = TimmTaps(model)
         hooked = [n for n, _ in model.named_modules() if n]
         x = torch.zeros((1, *input_shape), device=device)
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluating(model):
             out = taps.run(x, tuple(taps.standard) + (PRE_LOGITS,), shapes_of=hooked)
         infos = []
         prefix = taps.prefix_tokens
