@@ -8,7 +8,7 @@ from types import ModuleType
 from .exceptions import MissingDependencyError
 
 _EXTRA_OF = {
-    "torch": "image",
+    "torch": "image] (images) or 'skfeaturize[text",
     "torchvision": "image",
     "timm": "image",
     "PIL": "image",

@@ -8,7 +8,9 @@ import os
 import re
 import warnings
 
-import torch
+from ._optional import import_optional
+
+torch = import_optional("torch")  # first use of a neural featurizer: a missing torch says how to install it
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

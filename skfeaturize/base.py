@@ -41,7 +41,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._plan import Plan, Request, check_unchanged, refresh_object_tokens, snapshot
-from .exceptions import InvalidSampleError, UncachedWarning
+from .exceptions import FitDataRequiredError, InvalidSampleError, UncachedWarning
 
 OUTPUT_DTYPES = ("float32", "float16")
 
@@ -335,8 +335,8 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         from sklearn.decomposition import PCA
 
         if X is None:
-            raise ValueError("n_components= fits a PCA on the training features; call fit(X) with the "
-                             "training samples, not fit(None).")
+            raise FitDataRequiredError("n_components= fits a PCA on the training features; call fit(X) with "
+                                       "the training samples, not fit(None).")
         plan = self.plan_
         feats = self._raw_features(plan, self._check_input(X))
         n = int(self.n_components)

@@ -81,3 +81,37 @@ class VectorFileError(SkfeaturizeError, ValueError):
 
 class TransferabilityError(SkfeaturizeError, ValueError):
     """Features or targets cannot be scored for transferability (LogME): bad shape, values or labels."""
+
+
+# -- bulk jobs (skfeaturize embed) -----------------------------------------------------------------
+class SampleFailedError(SkfeaturizeError, ValueError):
+    """An input item could not be featurized (``on_error="raise"``); names the item's id and position."""
+
+    def __init__(self, message: str, id=None, position: int | None = None):
+        super().__init__(message)
+        self.id, self.position = id, position
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.id, self.position))
+
+
+class ResumeMismatchError(SkfeaturizeError, ValueError):
+    """``OUT`` holds a job started with other parameters, or its committed items changed since."""
+
+
+class FitDataRequiredError(SkfeaturizeError, ValueError):
+    """``fit(None)`` on a featurizer that learns from the data (a fitted pooling or OOV policy)."""
+
+
+class OutputWriteError(SkfeaturizeError, OSError):
+    """Writing the output failed (disk full, read-only, quota); the manifest is intact."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.errno))

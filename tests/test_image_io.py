@@ -10,8 +10,8 @@ import stat
 import threading
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image, ImageFile, PngImagePlugin
 
 from skfeaturize import ImageFeaturizer, InvalidSampleError

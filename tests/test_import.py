@@ -30,3 +30,32 @@ def test_unknown_attribute():
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         skfeaturize.Nope  # noqa: B018
+
+
+import pytest  # noqa: E402
+
+MISSING_CASES = [
+    ("torch", "ImageFeaturizer('resnet18', weights=None).fit([])", r"'torch' is required.*skfeaturize\[image\]"),
+    ("torch", "TextFeaturizer('x').fit(['a'])", r"'torch' is required.*skfeaturize\[text\]"),
+    ("timm", "ImageFeaturizer('timm:test_resnet', weights=None).fit([])", r"'timm' .*skfeaturize\[image\]"),
+    ("transformers", "TextFeaturizer('x').fit(['a'])", r"'transformers' .*skfeaturize\[text\]"),
+    ("gensim", "WordVectorFeaturizer('glove-wiki-gigaword-50').fit(['a'])",
+     r"'gensim' .*skfeaturize\[words\]"),
+]
+
+
+@pytest.mark.parametrize("module,call,message", MISSING_CASES)
+def test_a_missing_library_fails_at_first_use_with_the_install_hint(module, call, message):
+    block = ("import sys\n"
+             "class Block:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             f"        if name.split('.')[0] == {module!r}:\n"
+             "            raise ImportError(f'No module named {name!r} (blocked by the test)')\n"
+             "sys.meta_path.insert(0, Block())\n")
+    code = (block +
+            "from skfeaturize import ImageFeaturizer, TextFeaturizer, WordVectorFeaturizer, MissingDependencyError\n"
+            f"try:\n    {call}\nexcept MissingDependencyError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    import re
+
+    assert re.search(message, out.stdout), out.stdout + out.stderr

@@ -100,10 +100,14 @@ def load_head(model, revision: str | None, trust_remote_code: bool, device):
     its tokenizer, and its modules after the Transformer as one ``nn.Sequential`` (``Normalize`` left
     out: skfeaturize applies ``normalize`` itself, after combining long-text windows)."""
     import torch
-    from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(hf.model_ref(model), device=str(device), revision=revision,
-                             trust_remote_code=trust_remote_code)
+    from .._optional import import_optional
+
+    SentenceTransformer = import_optional("sentence_transformers", "text").SentenceTransformer  # noqa: N806
+
+    with hf.quiet():
+        st = SentenceTransformer(hf.model_ref(model), device=str(device), revision=revision,
+                                 trust_remote_code=trust_remote_code)
     st.eval()
     modules = list(st.children())
     encoder = modules[0].auto_model

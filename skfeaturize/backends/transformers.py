@@ -6,8 +6,11 @@ id (read from the local Hugging Face cache when ``HF_HUB_OFFLINE=1``) or a local
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import threading
 from dataclasses import dataclass
 
 from ..exceptions import WeightsNotFoundError
@@ -50,9 +53,44 @@ def read_json(model, filename: str, revision: str | None = None) -> dict | None:
         return json.load(f)
 
 
+_LONG_SEQUENCE = "sequence length is longer than the specified maximum"
+_QUIET_LOCK = threading.RLock()
+
+
+class _DropLongSequenceWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _LONG_SEQUENCE not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet():
+    """Inside skfeaturize's own calls only: no "Loading weights" progress bars, and no "sequence length is
+    longer than the specified maximum" warning (long texts are windowed on purpose, see ``long_text``).
+    Both are restored on exit; nothing changes for the user's own transformers calls."""
+    tf_logging = _transformers().utils.logging
+    logger = logging.getLogger("transformers.tokenization_utils_base")
+    drop = _DropLongSequenceWarning()
+    with _QUIET_LOCK:
+        bars = tf_logging.is_progress_bar_enabled()
+        tf_logging.disable_progress_bar()
+        logger.addFilter(drop)
+        try:
+            yield
+        finally:
+            logger.removeFilter(drop)
+            if bars:
+                tf_logging.enable_progress_bar()
+
+
+def _transformers():
+    from .._optional import import_optional
+
+    return import_optional("transformers", "text")
+
+
 def load_config(model, revision: str | None = None, trust_remote_code: bool = False):
     """The model's ``AutoConfig`` (no weights)."""
-    from transformers import AutoConfig
+    AutoConfig = _transformers().AutoConfig  # noqa: N806
 
     try:
         return AutoConfig.from_pretrained(model_ref(model), revision=revision,
@@ -100,13 +138,14 @@ def has_safetensors(model, revision: str | None = None) -> bool:
 
 def load_model(model, revision: str | None = None, trust_remote_code: bool = False):
     """``AutoModel`` in eval mode, safetensors when the model has them (never an unrestricted pickle)."""
-    from transformers import AutoModel
+    AutoModel = _transformers().AutoModel  # noqa: N806
 
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
     if has_safetensors(model, revision):
         kwargs["use_safetensors"] = True
     try:
-        net = AutoModel.from_pretrained(model_ref(model), **kwargs)
+        with quiet():
+            net = AutoModel.from_pretrained(model_ref(model), **kwargs)
     except OSError as e:
         raise WeightsNotFoundError(
             f"model={os.fspath(model)!r}: weights could not be loaded ({e})."
@@ -118,11 +157,12 @@ def load_model(model, revision: str | None = None, trust_remote_code: bool = Fal
 
 
 def load_tokenizer(model, revision: str | None = None, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
+    AutoTokenizer = _transformers().AutoTokenizer  # noqa: N806
 
     try:
-        return AutoTokenizer.from_pretrained(model_ref(model), revision=revision,
-                                             trust_remote_code=trust_remote_code)
+        with quiet():
+            return AutoTokenizer.from_pretrained(model_ref(model), revision=revision,
+                                                 trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:  # ValueError: huggingface_hub rejects a malformed repo id
         raise WeightsNotFoundError(f"model={os.fspath(model)!r}: no tokenizer found ({e}).") from e
 

@@ -3,8 +3,8 @@
 The command line ``skfeaturize embed`` (see :mod:`skfeaturize.cli`) is a thin wrapper over :func:`embed`.
 """
 
+from ..exceptions import FitDataRequiredError, OutputWriteError, ResumeMismatchError, SampleFailedError
 from ._embed import EmbedResult, embed, read_embeddings
-from ._errors import FitDataRequiredError, OutputWriteError, ResumeMismatchError, SampleFailedError
 
 __all__ = ["embed", "EmbedResult", "FitDataRequiredError", "OutputWriteError", "ResumeMismatchError",
            "SampleFailedError", "read_embeddings"]

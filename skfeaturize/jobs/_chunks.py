@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ..exceptions import InvalidSampleError
-from ._errors import SampleFailedError
+from ..exceptions import InvalidSampleError, SampleFailedError
 from ._inputs import Chunk
 
 _MAX_RETRIES = 8  # per chunk; past this many bad samples the chunk is featurized one sample at a time

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exceptions import FitDataRequiredError, ResumeMismatchError, SampleFailedError
 from ._chunks import ChunkWriter, featurize_chunk
-from ._errors import FitDataRequiredError, ResumeMismatchError, SampleFailedError
 from ._identity import job_identity, mismatch, verify_committed
 from ._inputs import InputSource, open_input
 from ._npy import consolidate, remove_shards
@@ -126,9 +126,7 @@ def _fit(f, source: InputSource, fit_rows: int, chunk_size: int) -> None:
     if not fit_rows:
         try:
             f.fit(None)
-        except ValueError as e:
-            if "fit(X)" not in str(e):
-                raise
+        except FitDataRequiredError as e:
             raise FitDataRequiredError(
                 f"{type(f).__name__} learns from the data with these parameters ({e}). A bulk job fits on "
                 "nothing by default: pass --fit-rows N (fit_rows=N) to fit on the first N items, or "
@@ -385,10 +383,26 @@ def _result(paths, store, featurized, t0, skipped) -> EmbedResult:
 
 
 def run_local(f, source: InputSource, writer: ChunkWriter, *, chunk_size: int) -> None:
-    """Featurize chunk after chunk in this process; commit each as a shard."""
-    for chunk in _prefetch(source.chunks(chunk_size, skip=writer.store.position)):
-        writer.commit(chunk, featurize_chunk(f, chunk.samples, chunk.start, writer.on_error,
-                                             with_names=writer.wants_names))
+    """Featurize chunk after chunk in this process; commit each as a shard. Progress moves per batch: the
+    featurizer's ``progress`` parameter (a runtime one) is the job's counter for the run."""
+    with _batch_progress(f, writer.progress.batch):
+        for chunk in _prefetch(source.chunks(chunk_size, skip=writer.store.position)):
+            writer.commit(chunk, featurize_chunk(f, chunk.samples, chunk.start, writer.on_error,
+                                                 with_names=writer.wants_names))
+
+
+@contextlib.contextmanager
+def _batch_progress(f, callback):
+    """``f.progress = callback`` for the run, the original value restored after."""
+    if "progress" not in f.get_params(deep=False):
+        yield
+        return
+    original = f.get_params(deep=False)["progress"]
+    f.set_params(progress=callback)
+    try:
+        yield
+    finally:
+        f.set_params(progress=original)
 
 
 def _prefetch(iterator, depth: int = 2):

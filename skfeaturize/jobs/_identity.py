@@ -22,8 +22,8 @@ import re
 import numpy as np
 
 from .._version import __version__
+from ..exceptions import ResumeMismatchError
 from ._chunks import json_id
-from ._errors import ResumeMismatchError
 
 # parameters that never change the numbers: a job may resume with different values
 _RUNTIME_PARAMS = {"batch_size", "device", "num_workers", "progress", "cache", "cache_layers",

@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._errors import OutputWriteError
+from ..exceptions import OutputWriteError
 
 MANIFEST = "_manifest.json"
 ERRORS_DIR = "_errors"

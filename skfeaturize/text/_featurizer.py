@@ -347,7 +347,11 @@ class TextFeaturizer(BaseFeaturizer):
         if self.long_text == "chunk" and stride >= content:
             raise ValueError(f"stride={self.stride!r} must be smaller than the window's text tokens "
                              f"({content}).")
-        ids = rt.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+        from ..backends.transformers import quiet
+
+        with quiet():
+            ids = rt.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] \
+                if texts else []
         windows, owner = [], []
         for t, seq in enumerate(ids):
             for w in make_windows(list(seq), self.long_text, content, stride):

@@ -61,7 +61,9 @@ def _grow(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def _vstack(a, b):
-    import scipy.sparse as sp
+    from .._optional import import_optional
+
+    sp = import_optional("scipy.sparse", "words")
 
     a = sp.csr_matrix((a.data, a.indices, a.indptr), shape=(a.shape[0], b.shape[1]))
     return sp.vstack([a, b], format="csr")

@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._plan import Plan, Request
 from ..base import OUTPUT_DTYPES, BaseFeaturizer, as_sample_list
 from ..cache import EmbeddingCache
-from ..exceptions import InvalidSampleError
+from ..exceptions import FitDataRequiredError, InvalidSampleError
 from . import _encode, _pooling, _tokenize
 from ._counts import WordCounts
 from ._vectors import VectorTable, load_table
@@ -240,8 +240,9 @@ class WordVectorFeaturizer(BaseFeaturizer):
         needs = (self.pooling in _NEEDS_DATA and self.pooling) or (self.oov in _OOV_NEEDS_DATA and self.oov)
         if X is None:
             if needs:
-                raise ValueError(f"{'pooling' if needs in _NEEDS_DATA else 'oov'}={needs!r} is fitted on the "
-                                 "training texts; call fit(X) with the texts, not fit(None).")
+                what = "pooling" if needs in _NEEDS_DATA else "oov"
+                raise FitDataRequiredError(f"{what}={needs!r} is fitted on the training texts; call fit(X) "
+                                           "with the texts, not fit(None).")
             return self._plan(table)
         samples = self._check_input(X)
         if not samples:

@@ -31,7 +31,9 @@ def hash_matrix(buckets: int, dim: int, scale: float, seed: int) -> np.ndarray:
 
 def count_matrix(codes: np.ndarray, lengths: np.ndarray, n_types: int):
     """Documents × types token counts (CSR; duplicates are summed by the products)."""
-    import scipy.sparse as sp
+    from .._optional import import_optional
+
+    sp = import_optional("scipy.sparse", "words")
 
     bounds = np.zeros(lengths.size + 1, np.int64)
     np.cumsum(lengths, out=bounds[1:])
