@@ -35,7 +35,8 @@ def test_unknown_attribute():
 import pytest  # noqa: E402
 
 MISSING_CASES = [
-    ("torch", "ImageFeaturizer('resnet18', weights=None).fit([])", r"'torch' is required.*skfeaturize\[image\]"),
+    ("torch", "ImageFeaturizer('resnet18', weights=None).fit([])",
+     r"'torch' is required.*skfeaturize\[image\]"),
     ("torch", "TextFeaturizer('x').fit(['a'])", r"'torch' is required.*skfeaturize\[text\]"),
     ("timm", "ImageFeaturizer('timm:test_resnet', weights=None).fit([])", r"'timm' .*skfeaturize\[image\]"),
     ("transformers", "TextFeaturizer('x').fit(['a'])", r"'transformers' .*skfeaturize\[text\]"),
@@ -53,7 +54,8 @@ def test_a_missing_library_fails_at_first_use_with_the_install_hint(module, call
              "            raise ImportError(f'No module named {name!r} (blocked by the test)')\n"
              "sys.meta_path.insert(0, Block())\n")
     code = (block +
-            "from skfeaturize import ImageFeaturizer, TextFeaturizer, WordVectorFeaturizer, MissingDependencyError\n"
+            "from skfeaturize import ImageFeaturizer, TextFeaturizer, WordVectorFeaturizer\n"
+            "from skfeaturize import MissingDependencyError\n"
             f"try:\n    {call}\nexcept MissingDependencyError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     import re
