@@ -79,8 +79,8 @@ def main(argv=None):
     feat = ImageFeaturizer("timm:tf_efficientnet_lite0", weights=weights, layer=-1,
                            batch_size=args.batch_size, device="cpu", precision="fp32")
     feat.fit([])
-    model = feat._load().model  # the very same module for every contender
-    transform = feat._transform_obj()
+    model = feat.backend_.load(torch.device("cpu")).model  # the very same module for every contender
+    transform = feat.backend_.preprocessing()
 
     images = make_images(args.n)
     tmp = tempfile.mkdtemp()

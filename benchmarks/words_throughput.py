@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from skfeaturize import _registry  # noqa: E402
+from skfeaturize import _loader  # noqa: E402
 from skfeaturize.words import (
     WordVectorFeaturizer,  # noqa: E402
     _encode,  # noqa: E402
@@ -83,7 +83,7 @@ def main(argv=None):
                                                   "words_throughput.json"))
     args = ap.parse_args(argv)
 
-    _registry.clear_registry()
+    _loader.clear_loaded()
     t = time.perf_counter()
     table = load_table(GLOVE_NPY)
     load_s = time.perf_counter() - t
