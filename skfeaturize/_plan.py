@@ -15,11 +15,11 @@ parameters it was not made from.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from typing import NamedTuple
 
-from ._version import __version__
 from .exceptions import RefitRequiredError
 
 NAMESPACE_VERSION = "0.2"
@@ -72,6 +72,54 @@ class Plan:
 
         return fingerprint({"identity": self.identity, "requests": [list(r) for r in self.requests],
                             "combine": self.combine, "skfeaturize": NAMESPACE_VERSION})
+
+
+# -- persisted plans -------------------------------------------------------------------------------------
+
+def plan_to_json(plan: Plan) -> dict:
+    return {"requests": [list(r) for r in plan.requests],
+            "widths": [[r.layer, r.pooling, int(w)] for r, w in plan.widths.items()],
+            "identity": plan.identity, "params": plan.params, "extra": [list(r) for r in plan.extra],
+            "combine": plan.combine, "prefix": plan.prefix, "cache_refusal": plan.cache_refusal}
+
+
+def plan_from_json(d: dict) -> Plan:
+    return Plan(requests=tuple(Request(*r) for r in d["requests"]),
+                widths={Request(layer, pooling): int(w) for layer, pooling, w in d["widths"]},
+                identity=d["identity"], params=d["params"], extra=tuple(Request(*r) for r in d["extra"]),
+                combine=d["combine"], prefix=d["prefix"], cache_refusal=d["cache_refusal"])
+
+
+def plain_params(params: dict, runtime: frozenset) -> dict | None:
+    """The parameters that decide the numbers, if all are plain values (JSON-able); else None."""
+    out = {}
+    for k, v in params.items():
+        if k in runtime:
+            continue
+        token = param_token(v)
+        if isinstance(token, list) and token[:1] in (["object"], ["module"]):
+            return None
+        out[k] = token
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict:
+    """What besides the parameters can change a resolved plan, read without importing any library: the
+    versions of the libraries it comes from, Python's, and whether this machine has a GPU driver (device
+    and precision ``"auto"`` resolve by it)."""
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("skfeaturize", "torch", "torchvision", "timm", "transformers", "sentence-transformers",
+                 "tokenizers", "huggingface-hub", "numpy", "scikit-learn", "pillow", "gensim"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {"versions": versions, "python": list(sys.version_info[:2]), "platform": sys.platform,
+            "nvidia": os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia"),
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 # -- parameter snapshots --------------------------------------------------------------------------------
@@ -137,4 +185,4 @@ def refresh_object_tokens(plan: Plan, params: dict, runtime: frozenset) -> Plan:
 
 
 __all__ = ["Plan", "Request", "COMBINES", "param_token", "snapshot", "check_unchanged",
-           "refresh_object_tokens", "__version__"]
+           "refresh_object_tokens", "plan_to_json", "plan_from_json", "plain_params", "environment"]

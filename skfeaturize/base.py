@@ -29,6 +29,7 @@ Subclasses implement:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import numbers
 import os
@@ -40,7 +41,17 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._plan import Plan, Request, check_unchanged, refresh_object_tokens, snapshot
+from ._plan import (
+    Plan,
+    Request,
+    check_unchanged,
+    environment,
+    plain_params,
+    plan_from_json,
+    plan_to_json,
+    refresh_object_tokens,
+    snapshot,
+)
 from .exceptions import FitDataRequiredError, InvalidSampleError, UncachedWarning
 
 OUTPUT_DTYPES = ("float32", "float16")
@@ -123,9 +134,14 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
     def fit(self, X=None, y=None):
         """Resolve everything that decides the numbers into the fitted plan ``plan_``. Pretrained
         featurizers learn nothing from ``X`` and load no weights here (unless ``n_components`` asks for a
-        PCA, which needs the training features)."""
+        PCA, which needs the training features). With a cache, the resolved plan is stored there too: a
+        later ``fit`` with the same parameters (a grid-search worker) reads it back without importing any
+        deep-learning library."""
         self._validate_params()
-        plan = self._make_plan(X, y)
+        plan = self._restore_plan()
+        if plan is None:
+            plan = self._make_plan(X, y)
+            self._store_plan(plan)
         self._set_plan(plan)
         self.pca_ = None
         if getattr(self, "n_components", None) is not None:
@@ -206,6 +222,60 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
             self.plan_ = refresh_object_tokens(self.plan_, self.get_params(deep=False), self._runtime_params)
 
     # -- the plan ------------------------------------------------------------------------------------
+    def _plan_key(self) -> str | None:
+        """Key of this featurizer's resolved plan in the cache: a hash of its class, its parameters (all
+        plain values, else None: not persisted), :func:`~skfeaturize._plan.environment` and
+        :meth:`_plan_sources` (None: not persisted)."""
+        if getattr(self, "cache", None) is None:
+            return None
+        params = plain_params(self.get_params(deep=False), self._runtime_params)
+        sources = self._plan_sources() if params is not None else None
+        if sources is None:
+            return None
+        from .cache._keys import fingerprint
+
+        return fingerprint({"class": f"{type(self).__module__}.{type(self).__qualname__}", "params": params,
+                            "environment": environment(), "sources": sources})
+
+    def _plan_sources(self) -> dict | None:
+        """Cheap facts about the files a plan is resolved from (sizes and times of a checkpoint, a model
+        folder's listing); None when the plan depends on what cannot be checked cheaply (data, objects)."""
+        return None
+
+    def _fitted_json(self) -> dict:
+        """The public fitted attributes the plan comes with, and the backend's specification."""
+        raise NotImplementedError
+
+    def _restore_fitted(self, fitted: dict) -> None:
+        raise NotImplementedError
+
+    def _restore_plan(self) -> Plan | None:
+        key = self._plan_key()
+        if key is None:
+            return None
+        import json
+
+        from .cache import resolve_cache
+
+        text = resolve_cache(self.cache).get_plan(key)
+        if text is None:
+            return None
+        stored = json.loads(text)
+        self._restore_fitted(stored["fitted"])
+        plan = plan_from_json(stored["plan"])
+        return dataclasses.replace(plan, params=self._param_snapshot())
+
+    def _store_plan(self, plan: Plan) -> None:
+        key = self._plan_key()
+        if key is None:
+            return
+        import json
+
+        from .cache import resolve_cache
+
+        resolve_cache(self.cache).put_plan(key, json.dumps(
+            {"plan": plan_to_json(plan), "fitted": self._fitted_json()}, sort_keys=True))
+
     def _set_plan(self, plan: Plan) -> None:
         self.plan_ = plan
         self.fingerprint_ = plan.fingerprint

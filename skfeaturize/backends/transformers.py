@@ -189,6 +189,39 @@ def forward_accepts(net, name: str) -> bool:
         return False
 
 
+def cheap_identity(model, revision: str | None = None) -> dict | None:
+    """What :func:`identity` depends on, read without hashing files or importing transformers: a local
+    folder's listing (names, sizes, modification times), or a hub id's cached snapshot commit; None when
+    it cannot be told (then a plan is resolved afresh)."""
+    if is_local(model):
+        root = model_ref(model)
+        listing = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.endswith(IDENTITY_SUFFIXES) and not name.startswith("."):
+                    st = os.stat(os.path.join(dirpath, name))
+                    listing.append([os.path.relpath(os.path.join(dirpath, name), root), st.st_size,
+                                    st.st_mtime_ns])
+        return {"folder": os.path.abspath(root), "files": listing}
+    commit = _cached_commit(model, revision)
+    return None if commit is None else {"hub": model_ref(model), "commit": commit}
+
+
+def _cached_commit(model, revision: str | None) -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model_ref(model), "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - no cache, malformed id: unknown
+        return None
+    if isinstance(cached, str):
+        parts = os.path.normpath(cached).split(os.sep)
+        if "snapshots" in parts:
+            return parts[parts.index("snapshots") + 1]
+    return None
+
+
 def identity(model, revision: str | None = None) -> str:
     """What the weights are: for a local folder, a hash of its weight, config and tokenizer files'
     contents; for a hub id, the id and the commit hash of the cached snapshot (or the revision asked)."""
@@ -204,18 +237,7 @@ def identity(model, revision: str | None = None) -> str:
                     full = os.path.join(dirpath, name)
                     files[os.path.relpath(full, root)] = file_identity(full)
         return "folder:" + fingerprint(files)
-    commit = None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(model_ref(model), "config.json", revision=revision)
-        if isinstance(cached, str):
-            parts = os.path.normpath(cached).split(os.sep)
-            if "snapshots" in parts:
-                commit = parts[parts.index("snapshots") + 1]
-    except Exception:  # noqa: BLE001 - no cache: fall back to the revision asked for
-        commit = None
-    return f"hub:{model_ref(model)}@{commit or revision or 'main'}"
+    return f"hub:{model_ref(model)}@{_cached_commit(model, revision) or revision or 'main'}"
 
 
 # -- the text backend ------------------------------------------------------------------------------------

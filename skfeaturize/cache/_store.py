@@ -5,7 +5,8 @@ each ``put_many`` batch as one crash-safe transaction, and in WAL mode lets any 
 writers are serialised by a busy timeout, which is exactly the access pattern of the worker processes of a
 ``GridSearchCV(n_jobs=-1)``.
 
-On-disk format (schema version 1), in ``<folder>/embeddings.sqlite``:
+On-disk format (schema version 2; a version-1 database gains the ``plans`` table when first opened for
+writing), in ``<folder>/embeddings.sqlite``:
 
 ``entries(namespace, key, dim, dtype, checksum, nbytes, last_access, vector)``
     primary key ``(namespace, key)``; ``vector`` is the raw little-endian float bytes (``'f4'`` or ``'f2'``),
@@ -20,6 +21,9 @@ On-disk format (schema version 1), in ``<folder>/embeddings.sqlite``:
     per ``get_many`` call.
 ``stats(id, count, nbytes)``
     one row kept exact by triggers, so ``len()``, ``size_bytes()`` and the ``max_bytes`` check are O(1).
+``plans(key, plan, checksum, created)``
+    fitted featurizer plans (JSON) by a hash of everything they were resolved from (:meth:`get_plan`), so a
+    warm-cache ``fit`` in a fresh worker process needs no deep-learning library.
 
 Faults degrade instead of losing work (``docs/cache.md``, "Faults and what the store promises"): a folder
 that cannot be written is opened read-only (hits are served), a full disk, a lock held past
@@ -63,7 +67,8 @@ __all__ = [
 ]
 
 DB_NAME = "embeddings.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 lacks only the plans table
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another process's transaction before skipping its batch (read at open)."""
 NEARLY_FULL_BYTES = 1 << 20
@@ -86,6 +91,12 @@ _NETWORK_FS = frozenset(
 )
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS plans (
+    key      TEXT PRIMARY KEY,
+    plan     TEXT NOT NULL,
+    checksum INTEGER NOT NULL,
+    created  REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS namespaces (
     namespace   TEXT PRIMARY KEY,
     description TEXT NOT NULL,
@@ -581,7 +592,7 @@ class EmbeddingCache:
                 isolation_level=None, check_same_thread=False,
             )
             try:
-                if self._schema_version(conn) == SCHEMA_VERSION:
+                if self._schema_version(conn) in READABLE_VERSIONS:
                     conn.execute("SELECT count FROM stats WHERE id = 0").fetchone()
                     return conn
                 conn.close()  # a new file whose schema never reached it: nothing to read
@@ -764,6 +775,41 @@ class EmbeddingCache:
                     raise
                 self._corrupt_in_use(e)
                 return default
+
+    # ------------------------------------------------------------------ fitted plans
+    def get_plan(self, key: str) -> str | None:
+        """The plan stored under ``key`` (a JSON text), or ``None``: absent, failing its checksum, or a
+        store that is off or older than plans."""
+        def select(conn):
+            try:
+                row = conn.execute("SELECT plan, checksum FROM plans WHERE key = ?", (key,)).fetchone()
+            except sqlite3.OperationalError as e:
+                if "no such table" in str(e):
+                    return None
+                raise
+            if row is None or zlib.crc32(row[0].encode("utf-8", "surrogatepass")) != row[1]:
+                return None
+            return row[0]
+
+        return self._read(select, None)
+
+    def put_plan(self, key: str, plan: str) -> bool:
+        """Store a plan (JSON text) under ``key``; a store fault skips it (one warning), returns False."""
+        checksum = zlib.crc32(plan.encode("utf-8", "surrogatepass"))
+        with self._locked():
+            conn = self._connection()
+            if self._mode != "rw":
+                return False
+            try:
+                conn.execute("INSERT OR REPLACE INTO plans (key, plan, checksum, created) "
+                             "VALUES (?, ?, ?, ?)", (key, plan, checksum, time.time()))
+                return True
+            except sqlite3.DatabaseError as e:
+                fault = _fault(e, self.path)
+                if fault is None:
+                    raise
+                self._warn_write(fault, 0, str(e))
+                return False
 
     def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of ``keys`` in ``namespace``, as ``{key: float32 1-D array}``; hits only.
@@ -1074,6 +1120,7 @@ class EmbeddingCache:
                     conn.execute("DELETE FROM entries")
                     conn.execute("DELETE FROM namespaces")
                     conn.execute("DELETE FROM hits")
+                    conn.execute("DELETE FROM plans")
                 else:
                     for name in map(_sql_text, names):
                         conn.execute("DELETE FROM entries WHERE namespace = ?", (name,))

@@ -164,6 +164,32 @@ class ImageFeaturizer(BaseFeaturizer):
         return Plan(requests=tuple(requests), widths=widths, identity=identity, params=self._param_snapshot(),
                     extra=extra, combine=self.combine, prefix=self._prefix(backend), cache_refusal=refusal)
 
+    # -- the plan in the cache (see BaseFeaturizer.fit) -----------------------------------------------
+    def _plan_sources(self) -> dict | None:
+        from ..backends.checkpoints import looks_like_path
+
+        if not isinstance(self.weights, (str, os.PathLike)) or not looks_like_path(self.weights):
+            return {}
+        return {"weights": _file_facts(os.path.expanduser(os.fspath(self.weights)))}
+
+    def _fitted_json(self) -> dict:
+        b = self.backend_
+        weights = os.fspath(b.weights) if isinstance(b.weights, os.PathLike) else b.weights
+        return {"layers_": self.layers_, "poolings_": self.poolings_, "device_": self.device_,
+                "precision_": self.precision_, "backbone_name_": self.backbone_name_,
+                "backend": {"source": b.source, "name": b.name,
+                            "weights": weights}}
+
+    def _restore_fitted(self, fitted: dict) -> None:
+        spec = fitted.pop("backend")
+        if spec["source"] == "torchvision":
+            from ..backends.torchvision import TorchvisionBackend as backend_class
+        else:
+            from ..backends.timm import TimmBackend as backend_class
+        self.backend_ = backend_class(spec["name"], spec["weights"])
+        for k, v in fitted.items():
+            setattr(self, k, v)
+
     @staticmethod
     def _input_shape(transform) -> tuple:
         from PIL import Image
@@ -274,6 +300,14 @@ class ImageFeaturizer(BaseFeaturizer):
         if stages_only:
             rows.sort(key=lambda r: int(r["index"].split(" / ")[0]))
         return pd.DataFrame(rows, columns=["name", "index", "shape", "kind"])
+
+
+def _file_facts(path: str) -> list | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 class _ImageDataset:

@@ -193,6 +193,27 @@ class TextFeaturizer(BaseFeaturizer):
         return Plan(requests=tuple(requests), widths=widths, identity=self._identity(backend, info),
                     params=self._param_snapshot(), extra=extra, combine=self.combine, prefix=self._prefix())
 
+    # -- the plan in the cache (see BaseFeaturizer.fit) -----------------------------------------------
+    def _plan_sources(self) -> dict | None:
+        from ..backends import transformers as hf
+
+        return hf.cheap_identity(self.model, self.revision)
+
+    def _fitted_json(self) -> dict:
+        keys = ("layers_", "poolings_", "pooling_", "n_layers_", "max_length_", "normalize_", "device_",
+                "precision_", "model_name_")
+        spec = {"model": os.fspath(self.model), "revision": self.revision,
+                "trust_remote_code": self.trust_remote_code}
+        return {**{k: getattr(self, k) for k in keys}, "backend": spec}
+
+    def _restore_fitted(self, fitted: dict) -> None:
+        from ..backends.transformers import TransformersBackend
+
+        spec = fitted.pop("backend")
+        self.backend_ = TransformersBackend(spec["model"], spec["revision"], spec["trust_remote_code"])
+        for k, v in fitted.items():
+            setattr(self, k, v)
+
     def _check_lengths(self, info) -> int:
         max_length = self.max_length if self.max_length is not None else _default_max_length(info)
         if info.max_positions is not None and max_length > info.max_positions:
