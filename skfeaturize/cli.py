@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="featurizer parameter (repeatable), e.g. --param weights=null")
     la.add_argument("--format", choices=["table", "csv", "json"], default="table", dest="fmt",
                     help="output format (default: an aligned table)")
+    la.add_argument("--stages", action="store_true",
+                    help="only the standard list: what an int layer selects, and what layer=-1 means")
     return parser
 
 
@@ -210,7 +212,7 @@ def _cmd_layers(args) -> int:
     params[model_param(cls)] = args.backbone
     if args.featurizer == "image":
         params.setdefault("weights", None)
-    df = list_layers(make_featurizer(cls, params))
+    df = list_layers(make_featurizer(cls, params), stages_only=args.stages)
     if args.fmt == "csv":
         df.to_csv(sys.stdout, index=False)
     elif args.fmt == "json":

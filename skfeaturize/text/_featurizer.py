@@ -429,8 +429,9 @@ class TextFeaturizer(BaseFeaturizer):
         return out
 
     # -- discovery -----------------------------------------------------------------------------------
-    def list_layers(self):
-        """Every hidden state an int ``layer`` selects, as a pandas DataFrame with columns ``name``
+    def list_layers(self, stages_only: bool = False):
+        """Every hidden state an int ``layer`` selects (all of them are the standard list, so
+        ``stages_only`` changes nothing), as a pandas DataFrame with columns ``name``
         (the layer name used in feature names), ``index`` (the int that selects it; ``index - (L+1)``
         selects it from the end), ``shape`` (per text: tokens × hidden size) and ``kind``. Read from the
         model's config: no weights are loaded."""

@@ -485,7 +485,7 @@ class WordVectorFeaturizer(BaseFeaturizer):
                 "oov_tokens": [(counts.words[i], int(counts.count[i])) for i in top],
                 "empty_documents": counts.n_docs_without_known}
 
-    def list_layers(self):
+    def list_layers(self, stages_only: bool = False):
         """The featurizer's single layer, ``words``, with its output width."""
         import pandas as pd
 

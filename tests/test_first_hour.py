@@ -1,0 +1,166 @@
+"""What a new user meets in the first hour (issue 14): defaults, validation, errors that point to the fix,
+what peers' users expect (PCA, dtype, partial_fit), feature names, the `layers --stages` view."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from gensim.test.utils import datapath
+from sklearn.decomposition import PCA
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skfeaturize import ImageFeaturizer, LayerNotFoundError, TextFeaturizer, WordVectorFeaturizer
+from skfeaturize.exceptions import FitDataRequiredError
+
+from .test_text import _save_tiny
+
+TOY = datapath("toy-model.vec")
+DOCS = ["the anarchist society", "what is property", "anarchism is a term", "it is the society",
+        "anarchists are what they are", "property of the society", "an anarchist is", "this term"]
+
+
+# -- 7. errors that point to the fix --------------------------------------------------------------------
+
+def test_a_hugging_face_folder_given_to_the_image_featurizer_suggests_text(tmp_path):
+    folder = _save_tiny(tmp_path / "bert")
+    with pytest.raises(ValueError, match=r"is a Hugging Face model folder .* TextFeaturizer .*--featurizer "
+                                         r"text"):
+        ImageFeaturizer(folder).fit([])
+    from skfeaturize.cli import main
+
+    assert main(["layers", folder]) == 1
+
+
+def test_device_is_validated_with_the_allowed_values():
+    with pytest.raises(InvalidParameterError, match=r"'device' parameter .* 'cuda:N'.*Got 'gpu'"):
+        ImageFeaturizer("resnet18", weights=None, device="gpu").fit([])
+    with pytest.raises(InvalidParameterError, match=r"'device' parameter"):
+        TextFeaturizer("x", device="gpu").fit(["a"])
+
+
+def test_cache_of_a_wrong_type_names_the_allowed_types():
+    with pytest.raises(InvalidParameterError,
+                       match=r"'cache' parameter .* 'str', .*PathLike.*EmbeddingCache'. Got 1"):
+        ImageFeaturizer("resnet18", weights=None, cache=1).fit([])
+    with pytest.raises(InvalidParameterError, match=r"'cache' parameter"):
+        WordVectorFeaturizer(TOY, cache=1).fit(DOCS)
+
+
+def test_did_you_mean_lists_no_duplicates():
+    with pytest.raises(LayerNotFoundError) as info:
+        ImageFeaturizer("resnet18", weights=None, layer="layer4.9").fit([])
+    suggestions = str(info.value).split("Did you mean ")[1].split("?")[0].split(" or ")
+    assert len(suggestions) == len(set(suggestions)) >= 1
+
+
+def test_a_grayscale_stack_is_n_images(small_images):
+    gray = np.stack([a.mean(axis=2).astype(np.uint8) for a in small_images[:3]])  # (3, H, W)
+    f = ImageFeaturizer("timm:test_resnet", weights=None).fit([])
+    np.testing.assert_array_equal(f.transform(gray), f.transform(list(gray)))
+
+
+def test_a_datasets_object_gets_a_one_line_fix():
+    class Dataset:  # the shape of a Hugging Face datasets.Dataset, without the dependency
+        __module__ = "datasets.arrow_dataset"
+        column_names = ["text", "label"]
+
+        def __iter__(self):
+            return iter([{"text": "a", "label": 0}])
+
+    with pytest.raises(TypeError, match=r"datasets.Dataset holds columns \['text', 'label'\].*ds\['text'\]"):
+        WordVectorFeaturizer(TOY).fit(None).transform(Dataset())
+
+
+# -- 9. out-of-vocabulary data is not silent --------------------------------------------------------------
+
+def test_a_high_oov_rate_warns_at_fit_naming_the_top_tokens():
+    with pytest.warns(UserWarning, match=r"50.0% of the training tokens are not in 'toy_model'.*'Zzq'.*"
+                                         r"lowercase=True"):
+        WordVectorFeaturizer(TOY, lowercase=False).fit(["the Zzq", "of Zzq"])
+
+
+def test_oov_stats_reports_any_data_without_changing_the_fit():
+    f = WordVectorFeaturizer(TOY).fit(DOCS)
+    before = f.oov_rate_
+    stats = f.oov_stats(["the qqzz qqzz", "qqzz"])
+    assert stats == {"documents": 2, "tokens": 4, "oov_rate": 0.75, "oov_tokens": [("qqzz", 3)],
+                     "empty_documents": 1}
+    assert f.oov_rate_ == before == 1 / 28  # "they", one of the 28 training tokens
+
+
+def test_sif_on_one_document_is_an_error():
+    with pytest.raises(ValueError, match="fitted on a single document it removes that document"):
+        WordVectorFeaturizer(TOY, pooling="sif").fit(["the society"])
+    with pytest.raises(FitDataRequiredError, match=r"pooling='sif' is fitted on the training texts"):
+        WordVectorFeaturizer(TOY, pooling="sif").fit(None)
+
+
+# -- 11. PCA and dtype ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["image", "words"])
+def test_n_components_is_a_pca_fitted_on_the_training_features(kind, small_images):
+    if kind == "image":
+        base, X = ImageFeaturizer("timm:test_resnet", weights=None, layer=[1, -1]), small_images
+    else:
+        base, X = WordVectorFeaturizer(TOY), DOCS
+    raw = base.fit(X).transform(X)
+    f = base.set_params(n_components=3).fit(X)
+    ref = PCA(n_components=3, svd_solver="full").fit(raw.astype(np.float64))
+    np.testing.assert_allclose(f.transform(X), ref.transform(raw), atol=1e-4)
+    assert f.n_features_out_ == 3 and list(f.get_feature_names_out())[0].endswith("__pca_0")
+    with pytest.raises(ValueError, match=r"n_components=99 must be <= min\(n_samples, n_features\)"):
+        base.set_params(n_components=99).fit(X)
+
+
+def test_dtype_float16_returns_half_precision(small_images):
+    f = ImageFeaturizer("timm:test_resnet", weights=None, dtype="float16").fit([])
+    out = f.transform(small_images[:2])
+    ref = ImageFeaturizer("timm:test_resnet", weights=None).fit([]).transform(small_images[:2])
+    assert out.dtype == np.float16 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, ref.astype(np.float16))
+
+
+# -- 12. partial_fit --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("params", [{"pooling": "tfidf"}, {"pooling": "sif"}, {"oov": "unk"},
+                                    {"oov": "hash", "pooling": "tfidf"}])
+def test_partial_fit_on_halves_equals_fit_on_the_whole(params):
+    docs = DOCS + ["qqzz the term", "society qqzz"]
+    whole = WordVectorFeaturizer(TOY, **params).fit(docs)
+    halves = WordVectorFeaturizer(TOY, **params).partial_fit(docs[:5]).partial_fit(docs[5:])
+    for name in ("idf_", "word_prob_", "unk_vector_", "sif_component_", "oov_rate_", "n_fit_documents_",
+                 "n_fit_tokens_", "n_empty_documents_"):
+        a, b = getattr(whole, name, None), getattr(halves, name, None)
+        if isinstance(a, np.ndarray):
+            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7, err_msg=name)
+        else:
+            assert a == b, name
+    assert whole.oov_tokens_ == halves.oov_tokens_ and whole.fingerprint_ == halves.fingerprint_
+    np.testing.assert_allclose(halves.transform(docs), whole.transform(docs), atol=1e-6)
+
+
+def test_partial_fit_of_a_pretrained_featurizer_validates_and_returns_self(small_images):
+    f = ImageFeaturizer("timm:test_resnet", weights=None)
+    assert f.partial_fit(small_images[:2]) is f and f.partial_fit(small_images[2:]) is f
+    np.testing.assert_array_equal(f.transform(small_images[:2]),
+                                  ImageFeaturizer("timm:test_resnet", weights=None).fit([]).transform(
+                                      small_images[:2]))
+    with pytest.raises(ValueError, match="trains word vectors on the whole training corpus"):
+        WordVectorFeaturizer(TOY, oov="learn").partial_fit(DOCS)
+
+
+# -- 14. feature names and the stages view ----------------------------------------------------------------
+
+def test_feature_names_show_the_resolved_pooling(small_images):
+    f = ImageFeaturizer("timm:test_vit", weights=None, layer=["blocks.1", -1]).fit([])
+    names = f.get_feature_names_out()
+    assert names[0] == "test_vit__blocks.1__cls_0" and names[-1] == "test_vit__pre_logits__none_63"
+
+
+def test_layers_stages_view(capsys):
+    from skfeaturize.cli import main
+
+    assert main(["layers", "resnet50", "--stages", "--format", "csv"]) == 0
+    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert list(table["name"]) == ["layer1", "layer2", "layer3", "layer4", "pre_logits"]
