@@ -92,6 +92,25 @@ class ImageBackend(ABC):
     @abstractmethod
     def load(self, device) -> Taps: ...
 
+    def library_identity(self, library: str, version: str, pretrained) -> dict:
+        """The identity of a library model (``self.name``/``self.weights``) or of a module instance of one
+        (``self.module``): random init, a checkpoint file's content, the library's pretrained weights
+        (``pretrained()``, called only for those), or the module's current tensors."""
+        from .._identity import module_digest
+        from ..cache._keys import file_identity
+        from .checkpoints import checkpoint_path, looks_like_path
+
+        if getattr(self, "module", None) is not None:
+            return {"backbone": f"{library}-module:{type(self.module).__qualname__}",
+                    "weights": "module:" + module_digest(self.module), library: version}
+        if self.weights is None:
+            weights = "random-init:seed0"
+        elif looks_like_path(self.weights):
+            weights = "file:" + file_identity(checkpoint_path(self.weights))
+        else:
+            weights = pretrained()
+        return {"backbone": f"{library}:{self.name}", "weights": weights, library: version}
+
     def standard(self, input_shape: tuple) -> list[LayerInfo]:
         return sorted((li for li in self.layers(input_shape) if li.index is not None),
                       key=lambda li: li.index)

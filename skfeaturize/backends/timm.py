@@ -92,23 +92,14 @@ class TimmBackend(ImageBackend):
         self.name, self.weights, self.module = name, weights, module
 
     def identity(self) -> dict:
-        from .._identity import module_digest
-        from ..cache._keys import file_identity
-
         timm = _timm()
-        version = timm.__version__.split("+")[0]
-        if self.module is not None:
-            return {"backbone": f"timm-module:{type(self.module).__qualname__}",
-                    "weights": "module:" + module_digest(self.module), "timm": version}
-        if self.weights is None:
-            weights = "random-init:seed0"
-        elif looks_like_path(self.weights):
-            weights = "file:" + file_identity(checkpoint_path(self.weights))
-        else:
+
+        def pretrained() -> str:
             full = full_name(self.name, self.weights)
             cfg = timm.models.get_pretrained_cfg(full)
-            weights = f"timm:{full}:{getattr(cfg, 'hf_hub_id', None)}:{getattr(cfg, 'tag', None)}"
-        return {"backbone": f"timm:{self.name}", "weights": weights, "timm": version}
+            return f"timm:{full}:{getattr(cfg, 'hf_hub_id', None)}:{getattr(cfg, 'tag', None)}"
+
+        return self.library_identity("timm", timm.__version__.split("+")[0], pretrained)
 
     def _spec(self) -> dict:
         if self.module is None:

@@ -140,21 +140,11 @@ class TorchvisionBackend(ImageBackend):
 
     # -- identity and preprocessing ---------------------------------------------------------------------
     def identity(self) -> dict:
-        from .._identity import module_digest
-        from ..cache._keys import file_identity
-
-        version = _tv().__version__.split("+")[0]
-        if self.module is not None:
-            return {"backbone": f"torchvision-module:{type(self.module).__qualname__}",
-                    "weights": "module:" + module_digest(self.module), "torchvision": version}
-        if self.weights is None:
-            weights = "random-init:seed0"
-        elif looks_like_path(self.weights):
-            weights = "file:" + file_identity(checkpoint_path(self.weights))
-        else:
+        def pretrained() -> str:
             w = _weights_member(self.name, self.weights)
-            weights = f"torchvision:{w.name}:{w.url}"
-        return {"backbone": f"torchvision:{self.name}", "weights": weights, "torchvision": version}
+            return f"torchvision:{w.name}:{w.url}"
+
+        return self.library_identity("torchvision", _tv().__version__.split("+")[0], pretrained)
 
     def preprocessing(self):
         if self.module is not None:
