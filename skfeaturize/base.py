@@ -401,6 +401,24 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
                     index=indices[row])
         return computed
 
+    def _choose_request(self, plan: Plan, X, y) -> tuple[Request, dict]:
+        """``layer="auto"``: every candidate request of ``plan`` computed on the training samples in one
+        pass (through the cache when there is one), scored by LogME against ``y``; the best one and every
+        score. Model selection on the training data only, so it is legitimate inside a CV fold."""
+        from .selection._logme import _check_targets, logme
+
+        if y is None:
+            raise ValueError("layer='auto' picks the layer that best predicts y (LogME, on the training "
+                             "data); call fit(X, y) with the labels, or name a layer.")
+        if X is None:
+            raise FitDataRequiredError("layer='auto' scores the layers on the training samples; call "
+                                       "fit(X, y).")
+        samples = self._check_input(X)
+        _check_targets(y, len(samples), None)  # wrong length, NaN, one class: before any backbone pass
+        blocks = self._features(plan, samples, list(plan.requests), [])
+        scores = {r: logme(blocks[r], y) for r in plan.requests}
+        return max(plan.requests, key=lambda r: scores[r]), scores
+
     def _fit_pca(self, X) -> None:
         from sklearn.decomposition import PCA
 

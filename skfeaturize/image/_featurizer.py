@@ -36,7 +36,10 @@ class ImageFeaturizer(BaseFeaturizer):
         a pretrained tag (``"augreg_in21k"``); a local checkpoint file (safetensors, or a state dict read
         with ``torch.load(weights_only=True)``); or ``None`` for a seeded random initialisation.
         Ignored when ``backbone`` is a module (its own weights are used).
-    layer : int, str or list, default=-1
+    layer : int, str, list or "auto", default=-1
+        ``"auto"``: ``fit(X, y)`` scores every layer of the standard list (with ``pooling``, or with both
+        common poolings of the layer's kind when ``pooling="auto"``) by LogME on the training data and keeps
+        the best (``layer_scores_``); use it with ``cache=`` so that the candidates cost one backbone pass.
         An int indexes the backbone's standard list (stages/blocks, then ``"pre_logits"``); ``-1`` is the
         pre-logits embedding the library defines (torchvision: the input of the classifier's last Linear
         after global pooling; timm: ``forward_head(pre_logits=True)``). A str is any layer name that
@@ -84,6 +87,8 @@ class ImageFeaturizer(BaseFeaturizer):
     backend_ : ImageBackend
         The backbone's source adapter (a specification; weights load on the first transform that needs them).
     device_, precision_, backbone_name_ : str
+    layer_scores_ : dict
+        ``layer="auto"`` only: the LogME score of every candidate ``(layer, pooling)``.
     fingerprint_ : str
         Hash of everything that decides the output.
     n_features_out_ : int
@@ -154,19 +159,54 @@ class ImageFeaturizer(BaseFeaturizer):
         except Unidentifiable as e:
             preprocess_id, refusal = "unidentified", f"the preprocess callable cannot be identified ({e})"
         identity = {**backend.identity(), "preprocess": preprocess_id, "precision": self.precision_}
-        requests = self._resolve(backend, input_shape, layers, [self.pooling])
+        self.__dict__.pop("layer_scores_", None)
+        if self.layer == "auto":
+            candidates = self._auto_candidates(backend, input_shape)
+            widths = {r: self._width(backend, input_shape, r) for r in candidates}
+            best, self.layer_scores_ = self._choose_request(self._plan(
+                candidates, widths, identity, (), refusal, backend), X, y)
+            requests = [best]
+        else:
+            requests = self._resolve(backend, input_shape, layers, [self.pooling])
         extra = self._extra_requests(requests, lambda ls, ps: self._resolve(
-            backend, input_shape, ls if ls is not None else layers, ps if ps is not None else [self.pooling]))
+            backend, input_shape, ls if ls is not None else [r.layer for r in requests],
+            ps if ps is not None else [self.pooling]))
+        if self.layer == "auto":  # a miss fills every candidate, so later folds' fits are all hits
+            extra = tuple(dict.fromkeys(extra + tuple(r for r in candidates if r not in requests)))
         widths = {r: self._width(backend, input_shape, r) for r in requests + list(extra)}
         self._check_combine(requests, widths)
         self.layers_ = [r.layer for r in requests]
         self.poolings_ = [r.pooling for r in requests]
-        return Plan(requests=tuple(requests), widths=widths, identity=identity, params=self._param_snapshot(),
-                    extra=extra, combine=self.combine, prefix=self._prefix(backend), cache_refusal=refusal)
+        return self._plan(requests, widths, identity, extra, refusal, backend)
+
+    def _plan(self, requests, widths, identity, extra, refusal, backend) -> Plan:
+        return Plan(requests=tuple(requests), widths=widths, identity=identity,
+                    params=self._param_snapshot(), extra=tuple(extra), combine=self.combine,
+                    prefix=self._prefix(backend), cache_refusal=refusal)
+
+    def _auto_candidates(self, backend, input_shape) -> list:
+        """``layer="auto"``: every layer of the standard list, with the given pooling, or (``"auto"``) both
+        common ones of its kind: avg and max for maps, cls (if there is a class token) and mean for tokens."""
+        from ..pooling import resolve_image_pooling
+
+        out = []
+        for info in backend.standard(input_shape):
+            if self.pooling != "auto":
+                poolings = [self.pooling]
+            elif info.kind == "map":
+                poolings = ["avg", "max"]
+            else:
+                poolings = (["cls"] if info.prefix_tokens else []) + ["mean"]
+            out.extend(Request(info.name, resolve_image_pooling(info.kind, p, info.prefix_tokens, info.name))
+                       for p in poolings)
+        return list(dict.fromkeys(out))
 
     # -- the plan in the cache (see BaseFeaturizer.fit) -----------------------------------------------
     def _plan_sources(self) -> dict | None:
         from ..backends.checkpoints import looks_like_path
+
+        if self.layer == "auto":
+            return None  # chosen on the training data: not a function of the parameters
 
         if not isinstance(self.weights, (str, os.PathLike)) or not looks_like_path(self.weights):
             return {}

@@ -35,7 +35,10 @@ class TextFeaturizer(BaseFeaturizer):
         A model with ``modules.json`` is a sentence-transformers model: its Pooling and Normalize
         configuration define ``pooling="auto"`` and ``normalize=None``, and its ``max_seq_length`` the
         default ``max_length``.
-    layer : int or list of int, default=-1
+    layer : int, list of int or "auto", default=-1
+        ``"auto"``: ``fit(X, y)`` scores every hidden state (with ``pooling``, or with mean, cls and the
+        model's own pooling when ``pooling="auto"``) by LogME on the training data and keeps the best
+        (``layer_scores_``); use it with ``cache=`` so that the candidates cost one encoder pass.
         Index into the hidden states: ``0`` is the embedding output, ``1 … L`` the transformer blocks,
         negatives count from the end (``-1`` is the last block). A list takes several layers from one
         forward pass, combined by ``combine``. ``list_layers()`` shows them.
@@ -104,7 +107,7 @@ class TextFeaturizer(BaseFeaturizer):
 
     _parameter_constraints: dict = {
         "model": [str, os.PathLike],
-        "layer": [Integral, list, tuple],
+        "layer": [Integral, list, tuple, StrOptions({"auto"})],
         "pooling": [StrOptions(set(TEXT_POOLINGS))],
         "combine": [StrOptions(set(COMBINES))],
         "max_length": [Interval(Integral, 1, None, closed="left"), None],
@@ -179,9 +182,22 @@ class TextFeaturizer(BaseFeaturizer):
         self.normalize_ = bool(info.st is not None and info.st.normalize) if self.normalize is None \
             else bool(self.normalize)
         self.model_name_ = backend.label
-        requests = self._resolve(info, layers, [self.pooling])
+        identity = self._identity(backend, info)
+        self.__dict__.pop("layer_scores_", None)
+        if self.layer == "auto":
+            candidates = self._auto_candidates(info)
+            widths = {r: self._width(info, r) for r in candidates}
+            best, self.layer_scores_ = self._choose_request(Plan(
+                requests=tuple(candidates), widths=widths, identity=identity, params=self._param_snapshot(),
+                prefix=self._prefix()), X, y)
+            requests = [best]
+        else:
+            requests = self._resolve(info, layers, [self.pooling])
         extra = self._extra_requests(requests, lambda ls, ps: self._resolve(
-            info, ls if ls is not None else layers, ps if ps is not None else [self.pooling]))
+            info, ls if ls is not None else [r.layer for r in requests],
+            ps if ps is not None else [self.pooling]))
+        if self.layer == "auto":  # a miss fills every candidate, so later folds' fits are all hits
+            extra = tuple(dict.fromkeys(extra + tuple(r for r in candidates if r not in requests)))
         widths = {r: self._width(info, r) for r in requests + list(extra)}
         if self.combine != "concat" and len({widths[r] for r in requests}) > 1:
             raise ValueError(f"combine={self.combine!r} needs layers of equal width; a sentence-transformers "
@@ -190,12 +206,21 @@ class TextFeaturizer(BaseFeaturizer):
         self.layers_ = [r.layer for r in requests]
         self.poolings_ = [r.pooling for r in requests]
         self.pooling_ = self.poolings_[-1]
-        return Plan(requests=tuple(requests), widths=widths, identity=self._identity(backend, info),
+        return Plan(requests=tuple(requests), widths=widths, identity=identity,
                     params=self._param_snapshot(), extra=extra, combine=self.combine, prefix=self._prefix())
+
+    def _auto_candidates(self, info) -> list:
+        """``layer="auto"``: every hidden state 0 … L, with the given pooling, or (``"auto"``) mean, cls and
+        the model's own."""
+        poolings = [self.pooling] if self.pooling != "auto" else ["mean", "cls", "auto"]
+        return self._resolve(info, list(range(info.n_layers + 1)), poolings)
 
     # -- the plan in the cache (see BaseFeaturizer.fit) -----------------------------------------------
     def _plan_sources(self) -> dict | None:
         from ..backends import transformers as hf
+
+        if self.layer == "auto":
+            return None  # chosen on the training data: not a function of the parameters
 
         return hf.cheap_identity(self.model, self.revision)
 
