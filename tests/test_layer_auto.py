@@ -49,7 +49,8 @@ def test_auto_inside_grid_search_runs_the_backbone_once_per_sample(labelled, tmp
     search = GridSearchCV(pipe, {"clf__C": [0.1, 1.0]}, cv=StratifiedKFold(3, shuffle=True, random_state=0))
     search.fit(X, y)
     assert seen["samples"] == len(X)  # 2 settings x 3 folds + refit: every candidate block is a cache hit
-    assert search.best_estimator_[0].layers_[0] in {"act1", "layer1", "layer2", "layer3", "layer4", "pre_logits"}
+    chosen = search.best_estimator_[0].layers_[0]
+    assert chosen in {"act1", "layer1", "layer2", "layer3", "layer4", "pre_logits"}
 
 
 def test_text_auto_scores_every_hidden_state(tmp_path):
