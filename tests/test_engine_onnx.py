@@ -267,6 +267,12 @@ def test_failed_export_prints_nothing(tmp_path, capfd):
     assert out == "" and err == ""  # no progress lines, no TorchScript graph dump
 
 
+def test_successful_export_prints_nothing(tiny_bert, tmp_path, capfd):
+    onnx_runner(text_graph(tiny_bert), key=KEY, cache_dir=tmp_path)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # no "[torch.onnx] ..." progress, no torch.export log lines
+
+
 def test_export_that_computes_something_else_raises_mismatch(tmp_path):
     with pytest.raises(EngineMismatchError, match=r"Tap output 0: ONNX Runtime differs from torch by "
                                                   r"max\|a-b\| = 0\.00[0-9]+, over the allowed 0\.0001 \* "
@@ -466,3 +472,13 @@ def test_int8_is_a_separate_cached_file(tiny_bert, text_runner, count_exports):
         assert np.abs(a - b).max() > 1e-4, layer  # ... but not the same numbers
     again = onnx_runner(lambda: text_graph(tiny_bert), key=KEY + "77", cache_dir=folder, int8=True)
     assert not again.exported and again.path == runner.path
+
+
+def test_importing_the_engines_loads_no_heavy_library():
+    code = ("import sys, skfeaturize.engines as e, skfeaturize.engines._onnx, skfeaturize.engines._packed; "
+            "assert e.onnx_runner is skfeaturize.engines._onnx.onnx_runner; "
+            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'transformers') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -333,7 +333,7 @@ def _export_dynamo(tap: TapGraph, output_names: list[str]):
     import torch
 
     shapes = tuple(dict(tap.dynamic_axes.get(n, {})) or None for n in tap.input_names)
-    with _quiet(), torch.no_grad():
+    with _quiet(), _quiet_fds(), torch.no_grad():
         program = torch.onnx.export(
             tap.module, tuple(tap.example_inputs), dynamo=True, input_names=list(tap.input_names),
             output_names=output_names, dynamic_shapes=shapes, external_data=False, optimize=True,
@@ -379,8 +379,9 @@ def _quiet():
 
 @contextlib.contextmanager
 def _quiet_fds():
-    """Point file descriptors 1 and 2 at a scratch file: the TorchScript exporter's C++ logger prints the
-    whole TorchScript graph to stderr when an export fails (torch 2.14 enables it unconditionally)."""
+    """Point file descriptors 1 and 2 at a scratch file during an export: the TorchScript exporter's C++
+    logger prints the whole graph to stderr when an export fails (torch 2.14 enables it unconditionally),
+    and torch.export's loggers hold their own handle on stderr. Failures come back as exceptions."""
     import sys
 
     saved = []
