@@ -440,9 +440,9 @@ def test_threads_follow_torch_or_the_caller(tmp_path):
 def test_cuda_provider_when_available(monkeypatch):
     monkeypatch.setattr(ort, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert _onnx.execution_providers("cuda:1") == [("CUDAExecutionProvider", {"device_id": 1}),
+    assert _onnx.execution_providers("cuda:1") == [("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0}),
                                                    "CPUExecutionProvider"]
-    assert _onnx.execution_providers("cuda")[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    assert _onnx.execution_providers("cuda")[0] == ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0})
     assert _onnx.execution_providers("cpu") == ["CPUExecutionProvider"]
 
 
@@ -482,3 +482,16 @@ def test_importing_the_engines_loads_no_heavy_library():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.gpu
+def test_cuda_provider_runs_the_graph(tmp_path):
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu (the CUDAExecutionProvider) is not installed")
+    module = _seeded(SmallNet).cuda()
+    x = torch.randn(2, 3, 32, 32, device="cuda")
+    runner = onnx_runner(TapGraph(module, (x,), ("x",), {"x": {0: "batch"}}), key=KEY, cache_dir=tmp_path,
+                         device="cuda")
+    assert runner.providers[0] == "CUDAExecutionProvider"
+    probe = torch.randn(5, 3, 32, 32)
+    assert_close(_outputs(module.cpu(), (probe,)), runner(probe.numpy()))

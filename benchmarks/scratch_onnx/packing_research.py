@@ -213,6 +213,9 @@ def main():
         "ORT fp32 sorted bs32 (pooled)": lambda: ort_pooled(fp32, windows),
         "ORT int8 sorted bs32 (pooled)": lambda: ort_pooled(int8, windows),
     }
+    if len(sys.argv) > 3:  # a comma-separated subset of contender-name prefixes, e.g. "padded sorted bs32,varlen rows"
+        wanted = sys.argv[3].split(",")
+        contenders = {k: fn for k, fn in contenders.items() if any(k.startswith(w) for w in wanted)}
     outs = {k: fn() for k, fn in contenders.items()}
     times = {k: [] for k in contenders}
     for _ in range(repeats):

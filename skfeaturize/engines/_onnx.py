@@ -33,13 +33,17 @@ because tracing records one path through Python control flow, a trace that emitt
 
 Threads and devices. ONNX Runtime's intra-op threads are ``torch.get_num_threads()`` unless the caller
 gives a number, set on the ``SessionOptions`` only (never process-wide). ``device="cuda[:i]"`` uses the
-``CUDAExecutionProvider`` when ``onnxruntime.get_available_providers()`` lists it (onnxruntime-gpu).
+``CUDAExecutionProvider`` when ``onnxruntime.get_available_providers()`` lists it (onnxruntime-gpu), with
+TF32 off. Verification always runs on the CPU (a module on a GPU is copied there for the probe): it
+checks the graph, and torch's TF32 convolutions on a GPU would otherwise fail an exact graph.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
+import itertools
 import os
 import re
 import tempfile
@@ -161,28 +165,40 @@ def onnx_runner(
     providers = execution_providers(device)
     threads = resolve_threads(threads)
     folder = Path(os.path.expanduser(os.fspath(cache_dir)))
+    path, data, meta, session = _fp32_graph(ort, graph, key, folder, exporter, threads)
+    exported = session is not None
+    if int8:
+        path, data, meta = _int8_graph(folder, key, data, meta)
+    if int8 or session is None or providers != ["CPUExecutionProvider"]:
+        session = _session(ort, data, providers, threads)
+    return OnnxRunner(session, meta, path=path, int8=int8, exported=exported, threads=threads)
+
+
+def _fp32_graph(ort, graph, key: str, folder: Path, exporter: str, threads: int):
+    """``(path, bytes, metadata, session or None)``: the cached graph, or a new verified export (with
+    the CPU session that verified it)."""
     path = folder / f"{key}-v{FORMAT}.onnx"
-    make_session = lambda data: _session(ort, data, providers, threads)  # noqa: E731
-    session, exported = None, False
     with _file_lock(path):
         data, meta = _read_cached(path, key)
-        if data is None:
-            tap = graph if isinstance(graph, TapGraph) else graph()
-            data, meta, session = _export_verified(tap, exporter, key, make_session)
-            _write_atomic(path, data)
-            exported = True
-    if int8:
-        qpath = folder / f"{key}-v{FORMAT}-int8.onnx"
-        with _file_lock(qpath):
-            qdata, qmeta = _read_cached(qpath, key + "-int8")
-            if qdata is None:
-                qdata, qmeta = quantize_int8(data, meta, key + "-int8")
-                _write_atomic(qpath, qdata)
-        return OnnxRunner(make_session(qdata), qmeta, path=qpath, int8=True, exported=exported,
-                          threads=threads)
-    if session is None:
-        session = make_session(data)
-    return OnnxRunner(session, meta, path=path, int8=False, exported=exported, threads=threads)
+        if data is not None:
+            return path, data, meta, None
+        tap = graph if isinstance(graph, TapGraph) else graph()
+        # verified on the CPU in fp32 whatever device runs it later: torch's default TF32 convolutions
+        # on a GPU would make an exact graph look wrong
+        data, meta, session = _export_verified(
+            tap, exporter, key, lambda d: _session(ort, d, ["CPUExecutionProvider"], threads))
+        _write_atomic(path, data)
+        return path, data, meta, session
+
+
+def _int8_graph(folder: Path, key: str, data: bytes, meta: dict):
+    path = folder / f"{key}-v{FORMAT}-int8.onnx"
+    with _file_lock(path):
+        qdata, qmeta = _read_cached(path, key + "-int8")
+        if qdata is None:
+            qdata, qmeta = quantize_int8(data, meta, key + "-int8")
+            _write_atomic(path, qdata)
+    return path, qdata, qmeta
 
 
 # -- arguments, providers, threads -------------------------------------------------------------------
@@ -222,7 +238,8 @@ def execution_providers(device) -> list:
                 "onnxruntime-gpu (instead of onnxruntime), or use engine='torch' on the GPU."
             )
         index = int(dev.split(":")[1]) if ":" in dev else 0
-        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        # use_tf32=0: fp32 stays fp32 (ORT's CUDA EP would otherwise round matmul/conv inputs to TF32)
+        return [("CUDAExecutionProvider", {"device_id": index, "use_tf32": 0}), "CPUExecutionProvider"]
     raise ValueError(
         f"device={device!r} is not supported by the onnxruntime engine; use 'cpu' or 'cuda[:i]'.")
 
@@ -434,9 +451,10 @@ def verify(module, session, input_names: Sequence[str], probe: tuple) -> float:
     :class:`EngineMismatchError` (rule in the module docstring)."""
     import torch
 
-    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    if any(t.device.type != "cpu" for t in itertools.chain(module.parameters(), module.buffers())):
+        module = copy.deepcopy(module).cpu()  # once per export; see onnx_runner on why the CPU
     with torch.inference_mode():
-        ref = module(*(t.to(device) for t in probe))
+        ref = module(*(t.cpu() for t in probe))
     _check_outputs(ref, len(probe[0]), "probe")
     ref = [t.detach().float().cpu().numpy() for t in ref]
     graph_inputs = {i.name for i in session.get_inputs()}
