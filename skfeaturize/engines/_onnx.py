@@ -494,8 +494,12 @@ def compare_outputs(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> flo
 # -- int8 --------------------------------------------------------------------------------------------
 
 def quantize_int8(data: bytes, meta: dict, key: str) -> tuple[bytes, dict]:
-    """Dynamic int8 quantization (weights int8, activations quantized per batch) of the MatMul/Attention
-    nodes of an exported graph, with ``onnxruntime.quantization.quantize_dynamic``."""
+    """Dynamic int8 quantization (weights int8 per output channel, activations quantized per batch) of
+    the MatMul/Attention nodes of an exported graph, with ``onnxruntime.quantization.quantize_dynamic``.
+
+    Per channel, on MiniLM's 7 mean-pooled layers over 500 mixed real texts, the last layer's cosine to
+    fp32 was 0.993 on average (min 0.984), against 0.959 (min 0.922) per tensor; quantizing Gather
+    (the embeddings) as well lowered it further (benchmarks/scratch_onnx/int8_variants.py)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -504,9 +508,10 @@ def quantize_int8(data: bytes, meta: dict, key: str) -> tuple[bytes, dict]:
         with open(src, "wb") as f:
             f.write(data)
         with _quiet():
-            quantize_dynamic(src, dst, op_types_to_quantize=list(INT8_OPS), weight_type=QuantType.QInt8)
+            quantize_dynamic(src, dst, op_types_to_quantize=list(INT8_OPS), weight_type=QuantType.QInt8,
+                             per_channel=True)
         proto = onnx.load(dst)
-    meta = {**meta, _META + "key": key, _META + "int8_ops": ",".join(INT8_OPS)}
+    meta = {**meta, _META + "key": key, _META + "int8": "per_channel;" + ",".join(INT8_OPS)}
     _set_metadata(proto, meta)
     return proto.SerializeToString(), meta
 
