@@ -28,7 +28,7 @@ class Runner:
         self.names = [i.name for i in self.s.get_inputs()]
 
     def __call__(self, ids, mask, tt):
-        feed = dict(zip(["input_ids", "attention_mask", "token_type_ids"], (ids, mask, tt)))
+        feed = dict(zip(["input_ids", "attention_mask", "token_type_ids"], (ids, mask, tt), strict=False))
         return self.s.run(None, {k: v for k, v in feed.items() if k in self.names})
 
 
@@ -48,9 +48,14 @@ def main():
         "all dynamic ops (incl. Gather)": {},
     }
     ref = ort_pooled(fp32, windows)
-    t0 = time.perf_counter(); ort_pooled(fp32, windows); t_fp32 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ort_pooled(fp32, windows)
+    t_fp32 = time.perf_counter() - t0
     print(f"{len(windows)} texts; fp32 ORT {t_fp32:.2f} s")
-    print(f"{'variant':38s} {'time s':>7s} {'vs fp32':>7s} {'last-layer cos mean/min':>24s} {'all-layer cos min':>18s}")
+    print(
+        f"{'variant':38s} {'time s':>7s} {'vs fp32':>7s} {'last-layer cos mean/min':>24s} "
+        f"{'all-layer cos min':>18s}"
+    )
     for name, opts in variants.items():
         dst = os.path.join(tmp, f"{abs(hash(name))}.onnx")
         quantize_dynamic(src, dst, weight_type=QuantType.QInt8, **opts)
@@ -58,11 +63,15 @@ def main():
         out = ort_pooled(r, windows)
         ts = []
         for _ in range(3):
-            t0 = time.perf_counter(); ort_pooled(r, windows); ts.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ort_pooled(r, windows)
+            ts.append(time.perf_counter() - t0)
         c_last = cos(out[:, -1], ref[:, -1])
         c_all = cos(out[:, 1:], ref[:, 1:])
-        print(f"{name:38s} {statistics.median(ts):7.2f} {t_fp32 / statistics.median(ts):7.2f} "
-              f"{c_last.mean():12.4f} / {c_last.min():.4f} {c_all.min():18.4f}")
+        print(
+            f"{name:38s} {statistics.median(ts):7.2f} {t_fp32 / statistics.median(ts):7.2f} "
+            f"{c_last.mean():12.4f} / {c_last.min():.4f} {c_all.min():18.4f}"
+        )
 
 
 if __name__ == "__main__":

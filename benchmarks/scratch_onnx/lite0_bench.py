@@ -38,13 +38,17 @@ def load_lite0():
 
 def eager(model, x, batch):
     with torch.inference_mode():
-        return torch.cat([model.forward_head(model.forward_features(x[i:i + batch]), pre_logits=True)
-                          for i in range(0, len(x), batch)]).numpy()
+        return torch.cat(
+            [
+                model.forward_head(model.forward_features(x[i : i + batch]), pre_logits=True)
+                for i in range(0, len(x), batch)
+            ]
+        ).numpy()
 
 
 def ort_run(runner, x, batch):
     xs = x.numpy()
-    return np.concatenate([runner(xs[i:i + batch])[0] for i in range(0, len(xs), batch)])
+    return np.concatenate([runner(xs[i : i + batch])[0] for i in range(0, len(xs), batch)])
 
 
 def main():
@@ -57,8 +61,11 @@ def main():
     x = torch.randn(32, 3, 224, 224)
     cache = args.cache or tempfile.mkdtemp(prefix="lite0-onnx-")
     t0 = time.perf_counter()
-    runner = onnx_runner(TapGraph(PreLogits(model), (x[:2],), ("x",), {"x": {0: "batch"}}, probe_inputs=(x[:3],)),
-                         key="11ee0000aa", cache_dir=cache)
+    runner = onnx_runner(
+        TapGraph(PreLogits(model), (x[:2],), ("x",), {"x": {0: "batch"}}, probe_inputs=(x[:3],)),
+        key="11ee0000aa",
+        cache_dir=cache,
+    )
     t_export = time.perf_counter() - t0
     t0 = time.perf_counter()
     onnx_runner(lambda: None, key="11ee0000aa", cache_dir=cache)  # a cache hit: read + session only
@@ -83,19 +90,27 @@ def main():
     ref = outs["eager batch 32"]
     med = {n: statistics.median(t) for n, t in times.items()}
     best_eager = min((n for n in med if n.startswith("eager")), key=med.get)
-    print(f"\nEfficientNet-Lite0 pre-logits, 32 inputs 224x224, torch threads {torch.get_num_threads()}, "
-          f"ORT intra-op threads {runner.threads}, {args.repeats} round-robin repeats (median; min-max)")
-    print(f"ORT export+verify {t_export:.1f} s (exporter {runner.exporter}, verified diff "
-          f"{runner.max_abs_diff:.2e}); cache hit load {t_load:.2f} s\n")
+    print(
+        f"\nEfficientNet-Lite0 pre-logits, 32 inputs 224x224, torch threads {torch.get_num_threads()}, "
+        f"ORT intra-op threads {runner.threads}, {args.repeats} round-robin repeats (median; min-max)"
+    )
+    print(
+        f"ORT export+verify {t_export:.1f} s (exporter {runner.exporter}, verified diff "
+        f"{runner.max_abs_diff:.2e}); cache hit load {t_load:.2f} s\n"
+    )
     best = {n: min(t) for n, t in times.items()}
     best_eager_min = min((n for n in best if n.startswith("eager")), key=best.get)
-    print(f"{'contender':16s} {'img/s':>7s} {'vs eager32':>10s} {'vs best eager':>13s} {'max|diff|':>10s}  "
-          f"{'min-based: img/s':>16s} {'vs eager32':>10s} {'vs best eager':>13s}  spread s")
+    print(
+        f"{'contender':16s} {'img/s':>7s} {'vs eager32':>10s} {'vs best eager':>13s} {'max|diff|':>10s}  "
+        f"{'min-based: img/s':>16s} {'vs eager32':>10s} {'vs best eager':>13s}  spread s"
+    )
     for n in contenders:
-        print(f"{n:16s} {32 / med[n]:7.1f} {med['eager batch 32'] / med[n]:10.2f} "
-              f"{med[best_eager] / med[n]:13.2f} {float(np.abs(outs[n] - ref).max()):10.2e}  "
-              f"{32 / best[n]:16.1f} {best['eager batch 32'] / best[n]:10.2f} "
-              f"{best[best_eager_min] / best[n]:13.2f}  {min(times[n]):.3f}-{max(times[n]):.3f}")
+        print(
+            f"{n:16s} {32 / med[n]:7.1f} {med['eager batch 32'] / med[n]:10.2f} "
+            f"{med[best_eager] / med[n]:13.2f} {float(np.abs(outs[n] - ref).max()):10.2e}  "
+            f"{32 / best[n]:16.1f} {best['eager batch 32'] / best[n]:10.2f} "
+            f"{best[best_eager_min] / best[n]:13.2f}  {min(times[n]):.3f}-{max(times[n]):.3f}"
+        )
     print(f"best eager by min: {best_eager_min}")
     print(f"\nbest eager: {best_eager}")
 

