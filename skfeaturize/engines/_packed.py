@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import torch
 
 ATTENTION_NAME = "skfeaturize_varlen"
-MAX_TOKENS = 2048
+MAX_TOKENS = 4096  # measured on MiniLM, 1000 mixed texts: 2048 1.04x, 4096 1.07x, 8192 1.09x, 16384 0.95x
 _SWITCH = threading.Lock()
 
 
