@@ -115,3 +115,30 @@ class OutputWriteError(SkfeaturizeError, OSError):
 
     def __reduce__(self):
         return (type(self), (self.message, self.errno))
+
+
+class EngineError(SkfeaturizeError, RuntimeError):
+    """An inference engine other than eager torch cannot serve this model; the caller falls back to torch."""
+
+
+class EngineExportError(EngineError):
+    """The tap module could not be exported to ONNX; ``reason`` says why (one line per exporter tried)."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.reason))
+
+
+class EngineMismatchError(EngineError):
+    """The exported graph does not reproduce torch on the probe batch within the engine's tolerance."""
+
+    def __init__(self, message: str, max_abs_diff: float = float("nan"), output: int = -1):
+        super().__init__(message)
+        self.max_abs_diff = max_abs_diff
+        self.output = output
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.max_abs_diff, self.output))
