@@ -13,8 +13,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 
-MAX_ENTRIES = 8
-"""Entries kept (least recently used dropped first): a few models and their meta skeletons."""
+MAX_HEAVY = 4
+"""Entries holding weights kept at once (least recently used dropped first): models, tables, sessions."""
+MAX_LIGHT = 256
+"""Entries holding only descriptions (meta skeletons, layer tables, configs, probed batch sizes)."""
+_HEAVY_SUFFIXES = ("-weights", "-taps", "-runner", "word-vectors")
 
 _ENTRIES: OrderedDict[Hashable, object] = OrderedDict()
 _LOCK = threading.RLock()
@@ -54,10 +57,35 @@ def load(key: tuple, build: Callable[[], object]):
         value = build()
         with _LOCK:
             _ENTRIES[key] = value
-            while len(_ENTRIES) > MAX_ENTRIES:
-                _ENTRIES.popitem(last=False)
+            _evict()
             _KEY_LOCKS.pop(key, None)
     return value
+
+
+def peek(key: tuple):
+    """The entry under ``key`` if one is loaded, else None (nothing is built)."""
+    with _LOCK:
+        return _ENTRIES.get(key)
+
+
+def put(key: tuple, value) -> None:
+    """Remember ``value`` under ``key`` (a measured result, such as a probed batch size)."""
+    with _LOCK:
+        _ENTRIES[key] = value
+        _ENTRIES.move_to_end(key)
+        _evict()
+
+
+def is_heavy(key: tuple) -> bool:
+    """Whether an entry holds weights (by its kind's name): those are few; descriptions are many."""
+    return key[0].endswith(_HEAVY_SUFFIXES)
+
+
+def _evict() -> None:
+    for heavy, limit in ((True, MAX_HEAVY), (False, MAX_LIGHT)):
+        keys = [k for k in _ENTRIES if is_heavy(k) == heavy]
+        for k in keys[:max(0, len(keys) - limit)]:  # least recently used first
+            del _ENTRIES[k]
 
 
 def loaded_kinds() -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from ._loader import loader_key, peek, put
 from ._torch import autocast, guard_fork
 from .exceptions import InvalidSampleError
 
@@ -68,11 +69,23 @@ class Progress:
             self.bar.close()
 
 
+AUTO_SIZES = (1, 2, 4, 8, 16, 32)
+"""Batch sizes ``batch_size="auto"`` times, each on its own real items of the first loaded batch."""
+
+
 class BatchRunner:
-    def __init__(self, device: torch.device, precision: str, batch_size: int, *,
-                 sample_of: Callable[[int], int] = lambda i: i, progress=False, desc: str = ""):
-        self.device, self.precision, self.size = device, precision, int(batch_size)
+    """``batch_size="auto"``: the first loaded batch (``load_size`` items) is split into a warm-up item and
+    slices of 1, 2, 4, … items, each timed; the fastest per item is used from then on and remembered in
+    the process under ``probe_key`` (model, engine, device). Every item is computed once either way."""
+
+    def __init__(self, device: torch.device, precision: str, batch_size, *,
+                 sample_of: Callable[[int], int] = lambda i: i, progress=False, desc: str = "",
+                 probe_key=None):
+        self.device, self.precision = device, precision
         self.sample_of, self.progress, self.desc = sample_of, progress, desc
+        self._memo = loader_key("batch-size", key=probe_key) if batch_size == "auto" else None
+        self.size = int(batch_size) if self._memo is None else peek(self._memo)
+        self.load_size = self.size if self.size is not None else 1 + sum(AUTO_SIZES)
 
     def run(self, batches: Iterable, n_items: int, forward: Callable, model=None, count=None) -> dict:
         """``forward(inputs) -> {key: (b, width) tensor}`` over every batch; returns ``{key: float32 array
@@ -89,7 +102,12 @@ class BatchRunner:
             with torch.inference_mode():
                 for positions, inputs in batches:
                     positions = np.asarray(positions, dtype=np.int64)
-                    self._run_batch(positions, _to(inputs, self.device), forward, out, n_items)
+                    inputs = _to(inputs, self.device)
+                    if self.size is None:
+                        rest, inputs = self._probe(positions, inputs, forward, out, n_items)
+                        self._run_batch(rest, inputs, forward, out, n_items)
+                    else:
+                        self._run_batch(positions, inputs, forward, out, n_items)
                     filled[positions] = True
                     bar.update(len(positions) if count is None else count(positions))
         finally:
@@ -100,6 +118,26 @@ class BatchRunner:
             raise RuntimeError(f"{int((~filled).sum())} items were never computed; this is a bug in "
                                "skfeaturize.")
         return out
+
+    def _probe(self, positions, inputs, forward, out, n_items):
+        """Time the batch sizes on this batch's items; returns the items left for the chosen size."""
+        import time
+
+        n, start, per_item = len(positions), 1, {}
+        self.size = 1
+        self._run_batch(positions[:1], _take(inputs, 0, 1), forward, out, n_items)  # warm-up, kept
+        for size in AUTO_SIZES:
+            if start + size > n:
+                break
+            self.size = size
+            t0 = time.perf_counter()
+            self._run_batch(positions[start:start + size], _take(inputs, start, start + size), forward, out,
+                            n_items)
+            per_item[size] = (time.perf_counter() - t0) / size
+            start += size
+        self.size = min(per_item, key=per_item.get) if per_item else max(1, n)
+        put(self._memo, self.size)
+        return positions[start:], _take(inputs, start, n)
 
     def _run_batch(self, positions: np.ndarray, inputs, forward: Callable, out: dict, n_items: int) -> None:
         n, start = len(positions), 0

@@ -73,6 +73,12 @@ class Taps(ABC):
     def run(self, x, layers: tuple[str, ...]) -> dict:
         """``{layer: raw output tensor}`` for a preprocessed batch ``x`` (stopping as early as it can)."""
 
+    def module(self, layers: tuple[str, ...]):
+        """The same as one ``nn.Module`` (``forward(x) -> {layer: tensor}``), for an exporter to trace."""
+        from ._modules import CallLayers
+
+        return CallLayers(self, layers)
+
 
 class ImageBackend(ABC):
     source: str = "?"

@@ -143,16 +143,17 @@ class FxTaps(Taps):
 
     def __init__(self, model: nn.Module, graph: Graph):
         self.model, self.graph = model, graph
-        self._extractors: dict[tuple, nn.Module] = {}  # compiled artefacts of this loaded model only
+        self._modules: dict[tuple, nn.Module] = {}  # compiled artefacts of this loaded model only
+
+    def module(self, layers) -> nn.Module:
+        from ._modules import FxLayers
+
+        layers = tuple(layers)
+        if layers not in self._modules:
+            node = {name: self.graph.node_of(name) for name in layers}
+            self._modules[layers] = FxLayers(extractor(self.model, tuple(dict.fromkeys(node.values()))),
+                                             layers, node, PRE_LOGITS)
+        return self._modules[layers]
 
     def run(self, x, layers):
-        node = {name: self.graph.node_of(name) for name in layers}
-        nodes = tuple(dict.fromkeys(node.values()))
-        if nodes not in self._extractors:
-            self._extractors[nodes] = extractor(self.model, nodes)
-        out = self._extractors[nodes](x)
-        result = {name: out[node[name]] for name in layers if name != PRE_LOGITS}
-        if PRE_LOGITS in layers:
-            pre = out[node[PRE_LOGITS]]
-            result[PRE_LOGITS] = pre.mean(dim=(2, 3)) if pre.ndim == 4 else pre.flatten(1)
-        return result
+        return self.module(layers)(x)

@@ -86,7 +86,7 @@ class ModuleBackend(ImageBackend):
         return self._no_standard_list(PRE_LOGITS)
 
 
-class _FxModuleTaps:
+class _FxModuleTaps(Taps):
     """FX taps plus the module's own output."""
 
     def __init__(self, model, graph):

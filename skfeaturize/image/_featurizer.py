@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._constraints import Device, ModelOrModule
+from .._engine import ENGINES
 from .._plan import COMBINES, Plan, Request
 from ..base import OUTPUT_DTYPES, BaseFeaturizer
 from ..cache import EmbeddingCache
@@ -57,11 +58,21 @@ class ImageFeaturizer(BaseFeaturizer):
         config; resize 256, crop 224, ImageNet normalisation for other modules). A callable receives an RGB
         PIL image and returns a ``(3, H, W)`` float tensor; its code, defaults and closure values are part
         of the cache identity (one that cannot be identified is not cached, with a warning).
-    batch_size : int, default=32
+    batch_size : int or "auto", default=32
+        Images per forward pass. ``"auto"``: chosen on the first transform by a short timed probe on the
+        first batch's real images (sizes 1, 2, 4, … 32), remembered in the process for this model, device
+        and engine; it changes nothing but speed (on a CPU, small batches are often 2× faster).
     device : str, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``; ``"auto"``: cuda, then mps, then cpu.
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
         ``"auto"``: bf16 (or fp16) autocast on CUDA, fp32 elsewhere.
+    engine : {"torch", "onnxruntime", "auto"}, default="torch"
+        ``"torch"`` runs the module eagerly. ``"onnxruntime"`` runs the backbone cut at the taps, with the
+        pooling inside, exported to ONNX once (in ``fit``; kept in ``<cache>/models``, or the user cache
+        without ``cache=``) and verified against torch on a probe batch; an export that fails or does not
+        verify falls back to torch with one warning. ``"auto"``: ONNX Runtime on the CPU when it is
+        installed and verifies, else torch. ORT and torch agree within 1e-4 relative (``engine_`` is part
+        of the cache identity).
     num_workers : int, default=0
         DataLoader workers that decode and preprocess images in parallel.
     cache : None, str, path or EmbeddingCache, default=None
@@ -87,6 +98,8 @@ class ImageFeaturizer(BaseFeaturizer):
     backend_ : ImageBackend
         The backbone's source adapter (a specification; weights load on the first transform that needs them).
     device_, precision_, backbone_name_ : str
+    engine_ : str
+        The engine that runs: ``"torch"`` or ``"onnxruntime"``.
     layer_scores_ : dict
         ``layer="auto"`` only: the LogME score of every candidate ``(layer, pooling)``.
     fingerprint_ : str
@@ -104,9 +117,10 @@ class ImageFeaturizer(BaseFeaturizer):
         "pooling": [StrOptions(set(IMAGE_POOLINGS))],
         "combine": [StrOptions(set(COMBINES))],
         "preprocess": [StrOptions({"auto"}), callable],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "device": [Device()],
         "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
+        "engine": [StrOptions(set(ENGINES))],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "cache": [None, str, os.PathLike, EmbeddingCache],
         "cache_layers": [list, tuple, None],
@@ -117,9 +131,9 @@ class ImageFeaturizer(BaseFeaturizer):
     }
 
     def __init__(self, backbone="resnet50", *, weights="DEFAULT", layer=-1, pooling="auto", combine="concat",
-                 preprocess="auto", batch_size=32, device="auto", precision="auto", num_workers=0,
-                 cache=None, cache_layers=None, cache_poolings=None, n_components=None, dtype="float32",
-                 progress=False):
+                 preprocess="auto", batch_size=32, device="auto", precision="auto", engine="torch",
+                 num_workers=0, cache=None, cache_layers=None, cache_poolings=None, n_components=None,
+                 dtype="float32", progress=False):
         self.backbone = backbone
         self.weights = weights
         self.layer = layer
@@ -129,6 +143,7 @@ class ImageFeaturizer(BaseFeaturizer):
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
+        self.engine = engine
         self.num_workers = num_workers
         self.cache = cache
         self.cache_layers = cache_layers
@@ -160,24 +175,57 @@ class ImageFeaturizer(BaseFeaturizer):
             preprocess_id, refusal = "unidentified", f"the preprocess callable cannot be identified ({e})"
         identity = {**backend.identity(), "preprocess": preprocess_id, "precision": self.precision_}
         self.__dict__.pop("layer_scores_", None)
-        if self.layer == "auto":
-            candidates = self._auto_candidates(backend, input_shape)
-            widths = {r: self._width(backend, input_shape, r) for r in candidates}
-            best, self.layer_scores_ = self._choose_request(self._plan(
-                candidates, widths, identity, (), refusal, backend), X, y)
-            requests = [best]
-        else:
-            requests = self._resolve(backend, input_shape, layers, [self.pooling])
+        auto = self.layer == "auto"
+        candidates = self._auto_candidates(backend, input_shape) if auto else []
+        requests = candidates if auto else self._resolve(backend, input_shape, layers, [self.pooling])
         extra = self._extra_requests(requests, lambda ls, ps: self._resolve(
             backend, input_shape, ls if ls is not None else [r.layer for r in requests],
             ps if ps is not None else [self.pooling]))
-        if self.layer == "auto":  # a miss fills every candidate, so later folds' fits are all hits
-            extra = tuple(dict.fromkeys(extra + tuple(r for r in candidates if r not in requests)))
         widths = {r: self._width(backend, input_shape, r) for r in requests + list(extra)}
+        identity["engine"] = self.engine_ = self._resolve_engine(identity, requests + list(extra), device)
+        if auto:  # a miss then fills every candidate, so later folds' fits are all hits
+            best, self.layer_scores_ = self._choose_request(self._plan(
+                candidates, widths, identity, (), refusal, backend), X, y)
+            requests, extra = [best], tuple(r for r in dict.fromkeys(extra + tuple(candidates)) if r != best)
         self._check_combine(requests, widths)
         self.layers_ = [r.layer for r in requests]
         self.poolings_ = [r.pooling for r in requests]
         return self._plan(requests, widths, identity, extra, refusal, backend)
+
+    # -- engines -------------------------------------------------------------------------------------
+    def _resolve_engine(self, identity: dict, requests: list, device) -> str:
+        """``engine_``: exports and verifies the tap graph of ``requests`` for ONNX Runtime when asked."""
+        from .._engine import resolve_engine
+
+        if self.engine == "torch":
+            return "torch"
+        key, graph = self._onnx_graph(identity, requests)
+        return resolve_engine(self.engine, device, graph, key, self._model_dir(), type(self).__name__)
+
+    def _onnx_graph(self, identity: dict, requests: list):
+        """``(key, graph factory)`` of the ONNX tap graph for ``requests`` (built only on an export)."""
+        from .._engine import graph_key
+
+        shape = self._plan_input_shape()
+        key = graph_key(identity, requests, {"image": list(shape), "batch": "dynamic"})
+
+        def graph():
+            import torch
+
+            from ..engines import TapGraph
+
+            taps = self.backend_.load(torch.device("cpu"))
+            infos = {r.layer: self.backend_.resolve(r.layer, shape) for r in requests}
+            module = _TapPooling(taps.module(tuple(infos)), requests, infos).eval()
+            probe = torch.rand((3, *shape), generator=torch.Generator().manual_seed(0))
+            return TapGraph(module, (torch.zeros((2, *shape)),), ["x"], {"x": {0: "batch"}}, (probe,))
+
+        return key, graph
+
+    def _model_dir(self) -> str:
+        from .._engine import model_cache_dir
+
+        return model_cache_dir(self.cache)
 
     def _plan(self, requests, widths, identity, extra, refusal, backend) -> Plan:
         return Plan(requests=tuple(requests), widths=widths, identity=identity,
@@ -216,9 +264,8 @@ class ImageFeaturizer(BaseFeaturizer):
         b = self.backend_
         weights = os.fspath(b.weights) if isinstance(b.weights, os.PathLike) else b.weights
         return {"layers_": self.layers_, "poolings_": self.poolings_, "device_": self.device_,
-                "precision_": self.precision_, "backbone_name_": self.backbone_name_,
-                "backend": {"source": b.source, "name": b.name,
-                            "weights": weights}}
+                "precision_": self.precision_, "backbone_name_": self.backbone_name_, "engine_": self.engine_,
+                "backend": {"source": b.source, "name": b.name, "weights": weights}}
 
     def _restore_fitted(self, fitted: dict) -> None:
         spec = fitted.pop("backend")
@@ -291,28 +338,46 @@ class ImageFeaturizer(BaseFeaturizer):
 
         from .._runner import BatchRunner
         from .._torch import resolve_device
-        from ..pooling import pool_image
 
         device = resolve_device(self.device)
-        taps = self.backend_.load(device)
         transform = self.backend_.preprocessing() if self.preprocess == "auto" else self.preprocess
         shape = self._input_shape(transform)
-        infos = {name: self.backend_.resolve(name, shape)
-                 for name in dict.fromkeys(r.layer for r in requests)}
-        layers = tuple(infos)
-        loader = DataLoader(_ImageDataset(samples, indices, transform), batch_size=self.batch_size,
+        forward, model = self._forward(plan, requests, shape, device)
+        runner = BatchRunner(device, self.precision_, self.batch_size, sample_of=lambda p: indices[p],
+                             progress=self.progress, desc=self.backbone_name_,
+                             probe_key=(self.fingerprint_, self.engine_, str(device)))
+        loader = DataLoader(_ImageDataset(samples, indices, transform), batch_size=runner.load_size,
                             shuffle=False, num_workers=self.num_workers, pin_memory=device.type == "cuda",
                             generator=torch.Generator().manual_seed(0))  # never the global RNG
+        return runner.run(loader, len(samples), forward, model=model)
+
+    def _forward(self, plan, requests, shape, device):
+        """``(forward(x) -> {request: pooled tensor}, module to put in eval mode)`` for the engine."""
+        import torch
+
+        if self.engine_ == "onnxruntime":
+            from .._engine import runner
+
+            todo = list(plan.requests) + list(plan.extra)
+            todo = todo if set(requests) <= set(todo) else list(requests)  # precompute: a graph of its own
+            key, graph = self._onnx_graph(plan.identity, todo)
+            session = runner(graph, key, self._model_dir(), device)
+            picked = [todo.index(r) for r in requests]
+
+            def forward(x):
+                outs = session(x.cpu().numpy())
+                return {r: torch.from_numpy(outs[i]) for r, i in zip(requests, picked, strict=True)}
+
+            return forward, None
+        taps = self.backend_.load(device)
+        infos = {r.layer: self.backend_.resolve(r.layer, shape) for r in requests}
+        layers = tuple(infos)
 
         def forward(x):
-            raw = self._run_taps(taps, x, layers)
-            return {r: pool_image(raw[r.layer].float(), infos[r.layer].kind, r.pooling,
-                                  layout=infos[r.layer].layout, prefix_tokens=infos[r.layer].prefix_tokens)
-                    for r in requests}
+            return dict(zip(requests, pool_requests(self._run_taps(taps, x, layers), requests, infos),
+                            strict=True))
 
-        runner = BatchRunner(device, self.precision_, self.batch_size, sample_of=lambda p: indices[p],
-                             progress=self.progress, desc=self.backbone_name_)
-        return runner.run(loader, len(samples), forward, model=taps.model)
+        return forward, taps.model
 
     @staticmethod
     def _run_taps(taps, x, layers):
@@ -340,6 +405,30 @@ class ImageFeaturizer(BaseFeaturizer):
         if stages_only:
             rows.sort(key=lambda r: int(r["index"].split(" / ")[0]))
         return pd.DataFrame(rows, columns=["name", "index", "shape", "kind"])
+
+
+def pool_requests(raw: dict, requests, infos: dict) -> tuple:
+    """Each request's pooled ``(batch, width)`` tensor from the taps' raw outputs."""
+    from ..pooling import pool_image
+
+    return tuple(pool_image(raw[r.layer].float(), infos[r.layer].kind, r.pooling,
+                            layout=infos[r.layer].layout, prefix_tokens=infos[r.layer].prefix_tokens)
+                 for r in requests)
+
+
+def _TapPooling(layers_module, requests, infos):  # noqa: N802 - a class made on first use (torch is lazy)
+    """The backbone cut at the taps with the pooling inside: ``forward(x) -> tuple`` (what ONNX exports)."""
+    from torch import nn
+
+    class TapPooling(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = layers_module
+
+        def forward(self, x):
+            return pool_requests(self.layers(x), requests, infos)
+
+    return TapPooling()
 
 
 def _file_facts(path: str) -> list | None:
