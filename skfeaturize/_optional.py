@@ -18,6 +18,9 @@ _EXTRA_OF = {
     "gensim": "words",
     "scipy": "words",
     "ray": "ray",
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
+    "onnxscript": "onnx",
     "pyarrow": "all",
 }
 

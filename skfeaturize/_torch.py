@@ -56,6 +56,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``"auto"`` → bf16 autocast on CUDA devices that support it, fp16 on other CUDA devices, fp32
     elsewhere. A reduced precision asked for explicitly on the CPU is kept, with a warning: it changes the
     numbers and is slower there (3–9× in our measurements: CPU autocast is not a speed-up)."""
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"precision='int8' is dynamic int8 quantization, which runs on the CPU; got "
+                             f"device {str(device)!r}. Use device='cpu', or precision='auto' on a GPU.")
+        return precision
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -69,7 +74,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def autocast(device: torch.device, precision: str):
     """Mixed-precision context for ``precision`` (a no-op for fp32)."""
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):  # int8: the model itself is quantized, no autocast
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 

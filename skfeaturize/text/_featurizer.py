@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._constraints import Device
+from .._engine import ENGINES
 from .._plan import COMBINES, Plan, Request
 from ..base import OUTPUT_DTYPES, BaseFeaturizer, is_missing
 from ..cache import EmbeddingCache
@@ -62,11 +63,23 @@ class TextFeaturizer(BaseFeaturizer):
     normalize : bool or None, default=None
         Scale each output block (each layer, or the combined vector) to unit L2 norm. ``None``: the
         model's own choice (True when a sentence-transformers model ends with ``Normalize``).
-    batch_size : int, default=32
+    batch_size : int or "auto", default=32
+        Windows per forward pass of padded batches; the eager path packs windows without padding into
+        batches of up to ``batch_size × 128`` tokens. ``"auto"``: padded batches sized by a short timed
+        probe on the first transform (see ImageFeaturizer), remembered per model, engine and device.
     device : str, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        ``"auto"``: bf16 (or fp16) autocast on CUDA, fp32 elsewhere.
+    precision : {"auto", "fp32", "bf16", "fp16", "int8"}, default="auto"
+        ``"auto"``: bf16 (or fp16) autocast on CUDA, fp32 elsewhere. ``"int8"`` (CPU, opt-in, changes the
+        numbers): dynamic int8 quantization of the encoder's Linear layers (``torch.ao`` for the torch
+        engine, ONNX Runtime's quantizer for ``engine="onnxruntime"``); see docs/text.md for its measured
+        accuracy cost.
+    engine : {"torch", "onnxruntime", "auto"}, default="torch"
+        ``"torch"``: eager, on packed (unpadded) windows where the encoder supports it, else padded
+        length-sorted batches. ``"onnxruntime"``: the encoder with every request's pooling inside, exported
+        to ONNX once in ``fit`` and verified against torch (kept in ``<cache>/models``), run on padded
+        length-sorted batches; falls back to torch with a warning when it cannot export or verify.
+        ``"auto"``: ONNX Runtime on the CPU when installed and verified, else torch.
     missing : {"raise", "empty"}, default="raise"
         What a missing sample (None, NaN, ``pd.NA``) does: raise an error naming the index, or be
         featurized as ``""``.
@@ -97,7 +110,7 @@ class TextFeaturizer(BaseFeaturizer):
         Number of transformer blocks ``L`` (hidden states ``0 … L``).
     max_length_ : int
     normalize_ : bool
-    device_, precision_, model_name_ : str
+    device_, precision_, model_name_, engine_ : str
     fingerprint_ : str
     n_features_out_ : int
     pca_ : sklearn.decomposition.PCA or None
@@ -114,9 +127,10 @@ class TextFeaturizer(BaseFeaturizer):
         "long_text": [StrOptions(set(LONG_TEXT_MODES))],
         "stride": [Interval(Integral, 0, None, closed="left"), None],
         "normalize": ["boolean", None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "device": [Device()],
-        "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
+        "precision": [StrOptions({"auto", "fp32", "bf16", "fp16", "int8"})],
+        "engine": [StrOptions(set(ENGINES))],
         "missing": [StrOptions({"raise", "empty"})],
         "revision": [str, None],
         "trust_remote_code": ["boolean"],
@@ -130,8 +144,8 @@ class TextFeaturizer(BaseFeaturizer):
 
     def __init__(self, model="sentence-transformers/all-MiniLM-L6-v2", *, layer=-1, pooling="auto",
                  combine="concat", max_length=None, long_text="head", stride=None, normalize=None,
-                 batch_size=32, device="auto", precision="auto", missing="raise", revision=None,
-                 trust_remote_code=False, cache=None, cache_layers=None, cache_poolings=None,
+                 batch_size=32, device="auto", precision="auto", engine="torch", missing="raise",
+                 revision=None, trust_remote_code=False, cache=None, cache_layers=None, cache_poolings=None,
                  n_components=None, dtype="float32", progress=False):
         self.model = model
         self.layer = layer
@@ -144,6 +158,7 @@ class TextFeaturizer(BaseFeaturizer):
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
+        self.engine = engine
         self.missing = missing
         self.revision = revision
         self.trust_remote_code = trust_remote_code
@@ -184,21 +199,19 @@ class TextFeaturizer(BaseFeaturizer):
         self.model_name_ = backend.label
         identity = self._identity(backend, info)
         self.__dict__.pop("layer_scores_", None)
-        if self.layer == "auto":
-            candidates = self._auto_candidates(info)
-            widths = {r: self._width(info, r) for r in candidates}
-            best, self.layer_scores_ = self._choose_request(Plan(
-                requests=tuple(candidates), widths=widths, identity=identity, params=self._param_snapshot(),
-                prefix=self._prefix()), X, y)
-            requests = [best]
-        else:
-            requests = self._resolve(info, layers, [self.pooling])
+        auto = self.layer == "auto"
+        candidates = self._auto_candidates(info) if auto else []
+        requests = candidates if auto else self._resolve(info, layers, [self.pooling])
         extra = self._extra_requests(requests, lambda ls, ps: self._resolve(
             info, ls if ls is not None else [r.layer for r in requests],
             ps if ps is not None else [self.pooling]))
-        if self.layer == "auto":  # a miss fills every candidate, so later folds' fits are all hits
-            extra = tuple(dict.fromkeys(extra + tuple(r for r in candidates if r not in requests)))
         widths = {r: self._width(info, r) for r in requests + list(extra)}
+        identity["engine"] = self.engine_ = self._resolve_engine(identity, requests + list(extra), device)
+        if auto:  # a miss then fills every candidate, so later folds' fits are all hits
+            best, self.layer_scores_ = self._choose_request(Plan(
+                requests=tuple(candidates), widths=widths, identity=identity, params=self._param_snapshot(),
+                prefix=self._prefix()), X, y)
+            requests, extra = [best], tuple(r for r in dict.fromkeys(extra + tuple(candidates)) if r != best)
         if self.combine != "concat" and len({widths[r] for r in requests}) > 1:
             raise ValueError(f"combine={self.combine!r} needs layers of equal width; a sentence-transformers "
                              "head changes the last layer's width. Use pooling='mean' (or another plain "
@@ -226,7 +239,7 @@ class TextFeaturizer(BaseFeaturizer):
 
     def _fitted_json(self) -> dict:
         keys = ("layers_", "poolings_", "pooling_", "n_layers_", "max_length_", "normalize_", "device_",
-                "precision_", "model_name_")
+                "precision_", "model_name_", "engine_")
         spec = {"model": os.fspath(self.model), "revision": self.revision,
                 "trust_remote_code": self.trust_remote_code}
         return {**{k: getattr(self, k) for k in keys}, "backend": spec}
@@ -351,18 +364,18 @@ class TextFeaturizer(BaseFeaturizer):
         from .._torch import resolve_device
 
         device = resolve_device(self.device)
-        rt = self.backend_.load(device)
+        rt = self.backend_.load(device, int8=self.precision_ == "int8")
         info = self.backend_.info()
         texts = [t.lower() for t in samples] if info.st is not None and info.st.do_lower_case else samples
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
         runner = BatchRunner(device, self.precision_, self.batch_size, progress=self.progress,
-                             desc=self._prefix())
-        layers = sorted({int(r.layer) for r in requests})
+                             desc=self._prefix(), probe_key=(self.fingerprint_, self.engine_, str(device)))
+        path = self._path(plan, rt, requests, device)
         out = {r: None for r in requests}
-        group = GROUP_BATCHES * self.batch_size
+        group = GROUP_BATCHES * _nominal(self.batch_size)
         for start in range(0, len(texts), group):
             rows = order[start:start + group]
-            blocks = self._featurize_group(rt, [texts[i] for i in rows], rows, requests, layers, runner,
+            blocks = self._featurize_group(rt, [texts[i] for i in rows], rows, requests, path, runner,
                                            indices)
             for r in requests:
                 if out[r] is None:
@@ -370,17 +383,74 @@ class TextFeaturizer(BaseFeaturizer):
                 out[r][rows] = blocks[r]
         return out
 
-    def _featurize_group(self, rt, texts, rows, requests, layers, runner, indices) -> dict:
+    def _path(self, plan, rt, requests, device):
+        """``(forward, batches(windows, order, runner), module)`` of the engine that runs (see _engines)."""
+        from . import _engines as E
+
+        if self.engine_ == "onnxruntime":
+            from .._engine import runner
+
+            todo = list(plan.requests) + list(plan.extra)
+            todo = todo if set(requests) <= set(todo) else list(requests)
+            key, graph = self._onnx_graph(plan.identity, todo)
+            session = runner(graph, key, self._model_dir(), device, int8=self.precision_ == "int8")
+            forward = E.onnx_forward(session, requests, [todo.index(r) for r in requests])
+            return forward, lambda w, o, run: E.padded_batches(rt.tokenizer, w, o, run.load_size), None
+        if E.can_pack(rt, requests):
+            budget = _nominal(self.batch_size) * E.TOKENS_PER_BATCH
+            return (E.packed_forward(rt.net, requests), lambda w, o, run: E.packed_batches(w, o, budget),
+                    rt.net)
+        taps = E.taps_for(rt, requests, self.n_layers_)
+        return (E.padded_forward(taps, requests),
+                lambda w, o, run: E.padded_batches(rt.tokenizer, w, o, run.load_size), rt.net)
+
+    def _featurize_group(self, rt, texts, rows, requests, path, runner, indices) -> dict:
         """One group of texts: tokenize, cut windows, run them longest first, combine windows per text."""
+        forward, batches, module = path
         windows, owner = self._windows(rt, texts)
         lengths = np.fromiter(map(len, windows), np.int64, len(windows))
         order = np.argsort(-lengths, kind="stable")
         share = 1.0 / np.bincount(owner, minlength=len(texts))[owner]  # progress: a text is 1 in total
         runner.sample_of = lambda w: indices[rows[owner[w]]]
-        forward = self._forward(rt, requests, layers)
-        per_window = runner.run(self._batches(rt, windows, order), len(windows), forward, model=rt.net,
+        per_window = runner.run(batches(windows, order, runner), len(windows), forward, model=module,
                                 count=lambda pos: float(share[pos].sum()))
         return {r: _combine_windows(per_window[r], lengths, owner, len(texts), r.pooling) for r in requests}
+
+    # -- engines -------------------------------------------------------------------------------------
+    def _resolve_engine(self, identity: dict, requests: list, device) -> str:
+        from .._engine import resolve_engine
+
+        if self.engine == "torch":
+            return "torch"
+        key, graph = self._onnx_graph(identity, requests)
+        return resolve_engine(self.engine, device, graph, key, self._model_dir(), type(self).__name__)
+
+    def _onnx_graph(self, identity: dict, requests: list):
+        """``(key, graph factory)`` of the ONNX graph: the encoder with every request's pooling inside, on
+        padded batches with a dynamic batch and sequence axis."""
+        from .._engine import graph_key
+
+        key = graph_key(identity, requests, {"text": ["input_ids", "attention_mask"], "axes": "batch, seq"})
+
+        def graph():
+            import torch
+
+            from ..engines import TapGraph
+            from . import _engines as E
+
+            rt = self.backend_.load(torch.device("cpu"))
+            module = E.taps_for(rt, requests, self.n_layers_)
+            vocab = int(getattr(rt.net.config, "vocab_size", 100))
+            axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
+            return TapGraph(module, _token_batch(2, 8, vocab, 0), ["input_ids", "attention_mask"], axes,
+                            _token_batch(3, 11, vocab, 1))
+
+        return key, graph
+
+    def _model_dir(self) -> str:
+        from .._engine import model_cache_dir
+
+        return model_cache_dir(self.cache)
 
     def _windows(self, rt, texts: list):
         """Token-id windows (special tokens added) and, per window, the text it belongs to."""
@@ -404,42 +474,6 @@ class TextFeaturizer(BaseFeaturizer):
                 windows.append(rt.prefix + w + rt.suffix)
                 owner.append(t)
         return windows, np.asarray(owner, dtype=np.int64)
-
-    def _batches(self, rt, windows, order):
-        """Padded batches, ``batch_size`` windows each, padded by the tokenizer itself (its side, its id)."""
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            enc = rt.tokenizer.pad({"input_ids": [windows[w] for w in idx]}, padding=True,
-                                   return_tensors="pt", return_attention_mask=True)
-            yield idx, {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-
-    def _forward(self, rt, requests, layers):
-        import torch
-
-        from ..pooling import pool_sequence
-
-        all_states = layers != [self.n_layers_]
-        left = getattr(rt.tokenizer, "padding_side", "right") == "left"
-
-        def forward(batch):
-            input_ids, mask = batch["input_ids"], batch["attention_mask"]
-            kwargs = {"input_ids": input_ids, "attention_mask": mask}
-            if rt.pass_token_types:
-                kwargs["token_type_ids"] = torch.zeros_like(input_ids)
-            if left and rt.pass_positions:  # positions count real tokens only: left padding is invisible
-                kwargs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
-            out = rt.net(**kwargs, output_hidden_states=all_states, return_dict=True)
-            pooled = {}
-            for r in requests:
-                hidden = out.hidden_states[int(r.layer)] if all_states else out.last_hidden_state
-                if r.pooling == ST_HEAD:
-                    feats = {"input_ids": input_ids, "attention_mask": mask, "token_embeddings": hidden}
-                    pooled[r] = rt.head(feats)["sentence_embedding"]
-                else:
-                    pooled[r] = pool_sequence(hidden.float(), mask, r.pooling)
-            return pooled
-
-        return forward
 
     def _finish(self, plan, out: np.ndarray) -> np.ndarray:
         """``normalize_``: each output block (each layer, or the combined vector) to unit L2 norm."""
@@ -485,6 +519,21 @@ def readable_name(model: str) -> str:
             name = part
             break
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _nominal(batch_size) -> int:
+    """A batch size to size groups and token budgets by (``"auto"`` counts as 32)."""
+    return 32 if batch_size == "auto" else int(batch_size)
+
+
+def _token_batch(n: int, length: int, vocab: int, seed: int) -> tuple:
+    """Example ``(input_ids, attention_mask)`` for an export: ``n`` rows, the last one half padding."""
+    import torch
+
+    ids = torch.randint(0, max(vocab, 2), (n, length), generator=torch.Generator().manual_seed(seed))
+    mask = torch.ones((n, length), dtype=torch.long)
+    mask[-1, length // 2:] = 0
+    return ids, mask
 
 
 def _default_max_length(info) -> int:
