@@ -60,7 +60,8 @@ def test_cuda_execution_provider_equals_torch_fp32(small_images, tmp_path):
 def test_pinned_memory_and_workers_on_cuda(image_files):
     f = ImageFeaturizer("resnet18", weights=None, device="cuda", num_workers=2, batch_size=4).fit([])
     out = f.transform(image_files)
-    ref = ImageFeaturizer("resnet18", weights=None, device="cuda", batch_size=4).fit([]).transform(image_files)
+    ref = ImageFeaturizer("resnet18", weights=None, device="cuda", batch_size=4).fit([])
+    ref = ref.transform(image_files)
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
