@@ -439,7 +439,7 @@ def test_corruption_found_by_a_read_moves_the_file_once_for_all_processes(tmp_pa
     cache.put_many(NS, [f"t{i}" for i in range(2000)], np.ones((2000, 64), np.float32))
     cache.close()
     with open(tmp_path / "embeddings.sqlite", "r+b") as f:  # garbage over pages in the middle of the file
-        f.seek(8 * _store.PAGE_SIZE)
+        f.seek(10 * _store.PAGE_SIZE)  # past the schema, stats and plans pages: entries' pages only
         f.write(np.random.default_rng(3).bytes(2 * _store.PAGE_SIZE))
     a, b = EmbeddingCache(tmp_path), EmbeddingCache(tmp_path)
     assert len(a) == len(b) == 2000  # both open: the header and the stats page are fine

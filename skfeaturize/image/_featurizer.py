@@ -345,7 +345,7 @@ class ImageFeaturizer(BaseFeaturizer):
         forward, model = self._forward(plan, requests, shape, device)
         runner = BatchRunner(device, self.precision_, self.batch_size, sample_of=lambda p: indices[p],
                              progress=self.progress, desc=self.backbone_name_,
-                             probe_key=(self.fingerprint_, self.engine_, str(device)))
+                             probe_key=(plan.fingerprint, self.engine_, str(device)))
         loader = DataLoader(_ImageDataset(samples, indices, transform), batch_size=runner.load_size,
                             shuffle=False, num_workers=self.num_workers, pin_memory=device.type == "cuda",
                             generator=torch.Generator().manual_seed(0))  # never the global RNG

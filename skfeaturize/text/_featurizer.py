@@ -369,7 +369,7 @@ class TextFeaturizer(BaseFeaturizer):
         texts = [t.lower() for t in samples] if info.st is not None and info.st.do_lower_case else samples
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
         runner = BatchRunner(device, self.precision_, self.batch_size, progress=self.progress,
-                             desc=self._prefix(), probe_key=(self.fingerprint_, self.engine_, str(device)))
+                             desc=self._prefix(), probe_key=(plan.fingerprint, self.engine_, str(device)))
         path = self._path(plan, rt, requests, device)
         out = {r: None for r in requests}
         group = GROUP_BATCHES * _nominal(self.batch_size)
