@@ -363,6 +363,7 @@ class _DropoutNet(torch.nn.Module):
         return self.drop(self.conv(x).mean((2, 3)))
 
 
+@pytest.mark.filterwarnings("ignore:.* of the training tokens are not in:UserWarning")
 @pytest.mark.parametrize("which", ["image", "module", "text", "words"])
 def test_fit_miss_and_hit_leave_the_global_rngs_alone(which, tmp_path, bert):
     make, X = _rng_cases(bert)[which]
@@ -449,6 +450,7 @@ def test_a_lone_surrogate_in_a_text_is_the_same_error_with_and_without_the_cache
     assert _no_entries(tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore:.* of the training tokens are not in:UserWarning")
 def test_a_lone_surrogate_in_a_token_is_featurized_the_same_with_and_without_the_cache(tmp_path, kv):
     docs = [["good", "caf\udce9"], ["caf\udce9"], "good caf\udce9 movie", "\udce9", ["good"]]
     for oov in ("ignore", "hash"):
@@ -538,3 +540,39 @@ def test_the_same_bare_id_in_another_directory_is_that_directorys_folder(tmp_pat
     for out, folder in zip(outs, (first, second), strict=True):
         assert np.array_equal(out, TextFeaturizer(folder).fit(["a"]).transform(texts))
     assert np.abs(outs[0] - outs[1]).max() > 1e-3
+
+
+# -- 11. an unreadable file in a bulk job: recorded with --on-error skip, named with raise -----------------
+
+def test_an_unreadable_image_in_a_bulk_job_is_skipped_or_named(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from skfeaturize.jobs import SampleFailedError, embed, read_embeddings
+
+    src = tmp_path / "images"
+    src.mkdir()
+    for k, name in enumerate(["a.png", "b.png", "c.png"]):
+        Image.fromarray(_image(k)).save(src / name)
+    secret, real_open = str(src / "b.png"), os.open
+
+    def deny(path, *args, **kwargs):  # root ignores permission bits: the refusal is made at the seam
+        if os.fspath(path) == secret:
+            raise PermissionError(13, "Permission denied", secret)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny)
+    job = {"featurizer": "image", "model": "timm:test_resnet", "params": {"weights": None}, "quiet": True}
+    res = embed(src, tmp_path / "o.parquet", on_error="skip", **job)  # 0.1: a raw PermissionError
+    ids, _, X = read_embeddings(res.out)
+    assert ids == ["a.png", "c.png"] and (res.rows, res.failed) == (2, 1)
+    f = ImageFeaturizer("timm:test_resnet", weights=None).fit()
+    np.testing.assert_allclose(X, f.transform([str(src / "a.png"), str(src / "c.png")]), atol=1e-5, rtol=0)
+    (error,) = pathlib.Path(res.errors_path).read_text().splitlines()
+    assert '"id": "b.png"' in error and re.search(r"cannot open file \(PermissionError: Permission denied\); "
+                                                   r"check that it is readable by this process", error)
+    says = (r"^Input item 'b\.png' \(position 1\) failed: InvalidSampleError: Sample 1 \('.*b\.png'\): "
+            r"cannot open file \(PermissionError: Permission denied\); .*1 rows are kept \(items before "
+            r"position 1\); fix or remove the item and rerun the same command")
+    with pytest.raises(SampleFailedError, match=says) as info:
+        embed(src, tmp_path / "r.parquet", on_error="raise", **job)
+    assert (info.value.id, info.value.position) == ("b.png", 1)
