@@ -576,3 +576,45 @@ def test_an_unreadable_image_in_a_bulk_job_is_skipped_or_named(tmp_path, monkeyp
     with pytest.raises(SampleFailedError, match=says) as info:
         embed(src, tmp_path / "r.parquet", on_error="raise", **job)
     assert (info.value.id, info.value.position) == ("b.png", 1)
+
+
+# -- 12. a checkpoint file replaced at the same path --------------------------------------------------------
+
+def _resaved(model, path: pathlib.Path, scale: float) -> None:
+    with torch.no_grad():
+        torch.save({k: v * scale if v.is_floating_point() else v for k, v in model.state_dict().items()}, path)
+
+
+@pytest.mark.xfail(strict=True, reason="reported to the lead: the loader cache keys checkpoint weights by path "
+                   "(backends/torchvision.py, backends/timm.py load()), so the old file's model is reused")
+@pytest.mark.parametrize("backbone", ["resnet18", "timm:test_resnet"])
+def test_a_checkpoint_replaced_at_the_same_path_is_new_weights(backbone, tmp_path):
+    """The weights' identity is the file's content, and so is the loaded model: the same path with other
+    bytes is another namespace and another model, never the first file's vectors."""
+    X = [_image(k) for k in range(3)]
+    skeleton = ImageFeaturizer(backbone, weights=None, preprocess=_to_tensor).fit(X)
+    model = skeleton.backend_.load(torch.device("cpu")).model
+    path = tmp_path / "weights.pth"
+    cache = EmbeddingCache(tmp_path / "cache")
+    outs = []
+    for scale in (1.0, 0.5):
+        _resaved(model, path, scale)
+        f = ImageFeaturizer(backbone, weights=str(path), preprocess=_to_tensor, cache=cache).fit(X)
+        outs.append(f.transform(X))
+        clear = ImageFeaturizer(backbone, weights=str(path), preprocess=_to_tensor).fit(X)
+        np.testing.assert_array_equal(outs[-1], clear.transform(X))
+    assert np.abs(outs[0] - outs[1]).max() > 1e-3 and len(cache.namespaces()) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="reported to the lead: the loader cache keys a text model by its folder "
+                   "path (backends/transformers.py TransformersBackend._spec), so the old weights are reused")
+def test_a_model_folder_saved_again_in_place_is_new_weights(tmp_path):
+    """A fine-tuned model saved again into its folder: another identity, and another loaded model."""
+    folder, texts = tmp_path / "model", ["good movie", "a bad plot"]
+    cache = EmbeddingCache(tmp_path / "cache")
+    outs = []
+    for seed in (1, 2):
+        _save_bert(folder, seed=seed)
+        outs.append(TextFeaturizer(str(folder), cache=cache).fit(["a"]).transform(texts))
+        np.testing.assert_array_equal(outs[-1], TextFeaturizer(str(folder)).fit(["a"]).transform(texts))
+    assert np.abs(outs[0] - outs[1]).max() > 1e-3 and len(cache.namespaces()) == 2
