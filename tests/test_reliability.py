@@ -581,12 +581,12 @@ def test_an_unreadable_image_in_a_bulk_job_is_skipped_or_named(tmp_path, monkeyp
 # -- 12. a checkpoint file replaced at the same path --------------------------------------------------------
 
 def _resaved(model, path: pathlib.Path, scale: float) -> None:
-    with torch.no_grad():
-        torch.save({k: v * scale if v.is_floating_point() else v for k, v in model.state_dict().items()}, path)
+    state = model.state_dict()
+    torch.save({k: v * scale if v.is_floating_point() else v for k, v in state.items()}, path)
 
 
-@pytest.mark.xfail(strict=True, reason="reported to the lead: the loader cache keys checkpoint weights by path "
-                   "(backends/torchvision.py, backends/timm.py load()), so the old file's model is reused")
+@pytest.mark.xfail(strict=True, reason="reported to the lead: the loader cache keys checkpoint weights by "
+                   "path (backends/torchvision.py, backends/timm.py load()), so the old file's model is reused")
 @pytest.mark.parametrize("backbone", ["resnet18", "timm:test_resnet"])
 def test_a_checkpoint_replaced_at_the_same_path_is_new_weights(backbone, tmp_path):
     """The weights' identity is the file's content, and so is the loaded model: the same path with other
@@ -606,8 +606,8 @@ def test_a_checkpoint_replaced_at_the_same_path_is_new_weights(backbone, tmp_pat
     assert np.abs(outs[0] - outs[1]).max() > 1e-3 and len(cache.namespaces()) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="reported to the lead: the loader cache keys a text model by its folder "
-                   "path (backends/transformers.py TransformersBackend._spec), so the old weights are reused")
+@pytest.mark.xfail(strict=True, reason="reported to the lead: the loader cache keys a text model by its "
+                   "folder path (backends/transformers.py TransformersBackend._spec): the old weights are reused")
 def test_a_model_folder_saved_again_in_place_is_new_weights(tmp_path):
     """A fine-tuned model saved again into its folder: another identity, and another loaded model."""
     folder, texts = tmp_path / "model", ["good movie", "a bad plot"]
