@@ -586,7 +586,7 @@ def _resaved(model, path: pathlib.Path, scale: float) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="reported to the lead: the loader cache keys checkpoint weights by "
-                   "path (backends/torchvision.py, backends/timm.py load()), so the old file's model is reused")
+                   "path (backends/torchvision.py, backends/timm.py load()): the old file's model is reused")
 @pytest.mark.parametrize("backbone", ["resnet18", "timm:test_resnet"])
 def test_a_checkpoint_replaced_at_the_same_path_is_new_weights(backbone, tmp_path):
     """The weights' identity is the file's content, and so is the loaded model: the same path with other
@@ -607,7 +607,7 @@ def test_a_checkpoint_replaced_at_the_same_path_is_new_weights(backbone, tmp_pat
 
 
 @pytest.mark.xfail(strict=True, reason="reported to the lead: the loader cache keys a text model by its "
-                   "folder path (backends/transformers.py TransformersBackend._spec): the old weights are reused")
+                   "folder path (backends/transformers.py, TransformersBackend._spec): old weights reused")
 def test_a_model_folder_saved_again_in_place_is_new_weights(tmp_path):
     """A fine-tuned model saved again into its folder: another identity, and another loaded model."""
     folder, texts = tmp_path / "model", ["good movie", "a bad plot"]
