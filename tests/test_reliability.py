@@ -203,11 +203,15 @@ def test_token_lists_that_differ_only_by_the_separator_are_two_keys(tmp_path, kv
 
 # -- 3. weights: a user module's current tensors ----------------------------------------------------------
 
-def test_a_module_edited_in_place_needs_a_refit_and_then_misses(tmp_path):
+def _small_net():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                  torch.nn.Flatten())
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                   torch.nn.Flatten())
+
+
+def test_a_module_edited_in_place_needs_a_refit_and_then_misses(tmp_path):
+    net = _small_net()
     X = [_image(k) for k in range(4)]
     cache = EmbeddingCache(tmp_path)
     f = ImageFeaturizer(net, layer="output", preprocess=_to_tensor, cache=cache).fit(X)
@@ -223,6 +227,22 @@ def test_a_module_edited_in_place_needs_a_refit_and_then_misses(tmp_path):
     assert np.array_equal(after, ref)
     assert np.abs(after - before).max() > 1e-3
     assert len(cache.namespaces()) == 2 and len(cache) == 8
+
+
+@pytest.mark.xfail(strict=True, reason="reported to the lead: an edit through .data (or a NumPy view) does "
+                   "not bump the tensor version counters that _plan.check_unchanged compares")
+def test_a_module_edited_through_data_is_never_served_the_old_vectors(tmp_path):
+    net = _small_net()
+    X = [_image(k) for k in range(4)]
+    f = ImageFeaturizer(net, layer="output", preprocess=_to_tensor, cache=EmbeddingCache(tmp_path)).fit(X)
+    f.transform(X)
+    net[0].weight.data.mul_(3)  # the old idiom of initialisation code: autograd (and _version) never see it
+    ref = ImageFeaturizer(net, layer="output", preprocess=_to_tensor).fit(X).transform(X)
+    try:
+        out = f.transform(X)  # either a RefitRequiredError, or the new weights' numbers
+    except RefitRequiredError:
+        out = f.fit(X).transform(X)
+    assert np.array_equal(out, ref)
 
 
 # -- 4. non-finite outputs are an error naming the sample, never an entry ---------------------------------
@@ -601,6 +621,7 @@ def test_a_checkpoint_replaced_at_the_same_path_is_new_weights(backbone, tmp_pat
         _resaved(model, path, scale)
         f = ImageFeaturizer(backbone, weights=str(path), preprocess=_to_tensor, cache=cache).fit(X)
         outs.append(f.transform(X))
+        clear_loaded()  # the reference loads the file as it is now
         clear = ImageFeaturizer(backbone, weights=str(path), preprocess=_to_tensor).fit(X)
         np.testing.assert_array_equal(outs[-1], clear.transform(X))
     assert np.abs(outs[0] - outs[1]).max() > 1e-3 and len(cache.namespaces()) == 2
@@ -616,5 +637,6 @@ def test_a_model_folder_saved_again_in_place_is_new_weights(tmp_path):
     for seed in (1, 2):
         _save_bert(folder, seed=seed)
         outs.append(TextFeaturizer(str(folder), cache=cache).fit(["a"]).transform(texts))
+        clear_loaded()  # the reference loads the folder as it is now
         np.testing.assert_array_equal(outs[-1], TextFeaturizer(str(folder)).fit(["a"]).transform(texts))
     assert np.abs(outs[0] - outs[1]).max() > 1e-3 and len(cache.namespaces()) == 2
