@@ -10,7 +10,10 @@ import contextlib
 import json
 import logging
 import os
+import re
+import sys
 import threading
+import warnings
 from dataclasses import dataclass
 
 from ..exceptions import WeightsNotFoundError
@@ -19,14 +22,50 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".c
 IDENTITY_SUFFIXES = WEIGHT_SUFFIXES + (".json", ".txt", ".model", ".tiktoken")
 
 
+_HUB_ID = re.compile(r"\w[\w.-]*/[\w.-]*\w")
+"""A bare ``org/name`` (huggingface_hub's repo id grammar): no ``./``, ``/``, ``~`` or trailing slash."""
+_SHADOW_WARNED: set[tuple[str, str]] = set()
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def is_local(model) -> bool:
-    return isinstance(model, os.PathLike) or os.path.isdir(os.path.expanduser(str(model)))
+    """Whether ``model`` names a local folder: a path-like object, or a string naming an existing folder.
+
+    A bare ``org/name`` string that is also a folder under the working directory is that folder, as in
+    ``from_pretrained`` (which looks for a folder first, so the hub model cannot be had under that name
+    here); it warns once per process and folder, since the user may have meant the hub model."""
+    if isinstance(model, os.PathLike):
+        return True
+    path = os.path.expanduser(str(model))
+    if not os.path.isdir(path):
+        return False
+    if _HUB_ID.fullmatch(path) and "--" not in path and ".." not in path:
+        _warn_shadowed(path)
+    return True
+
+
+def _warn_shadowed(hub_id: str) -> None:
+    folder = os.path.abspath(hub_id)
+    if (hub_id, folder) in _SHADOW_WARNED:
+        return
+    _SHADOW_WARNED.add((hub_id, folder))
+    frame, level = sys._getframe(0), 1  # point the warning at the first caller outside skfeaturize
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(
+        f"model={hub_id!r} is both a Hugging Face hub id and a folder in the working directory: it resolved "
+        f"to the local folder './{hub_id}' ({folder}), not the hub model. Write './{hub_id}' or an absolute "
+        "path to mean the folder (no warning); to use the hub model, run from another directory or pass its "
+        f"downloaded snapshot folder, huggingface_hub.snapshot_download({hub_id!r}, revision=...).",
+        UserWarning, stacklevel=level)
 
 
 def model_ref(model) -> str:
-    """The string ``from_pretrained`` receives: an expanded folder path, or the hub id."""
+    """The string ``from_pretrained`` receives: the absolute path of a local folder (so that a loaded model
+    is shared by the folder it came from, not by what the working directory made of a relative name), or
+    the hub id."""
     model = os.fspath(model)
-    return os.path.expanduser(model) if is_local(model) else model
+    return os.path.abspath(os.path.expanduser(model)) if is_local(model) else model
 
 
 def model_file(model, filename: str, revision: str | None = None) -> str | None:
