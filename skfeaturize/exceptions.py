@@ -42,6 +42,11 @@ class WeightsNotFoundError(SkfeaturizeError, FileNotFoundError):
     """Pretrained weights are not available locally (and cannot be downloaded)."""
 
 
+class CheckpointError(SkfeaturizeError, ValueError):
+    """A checkpoint file cannot be used: not a plain state dict readable with ``weights_only=True``, or not
+    matching the architecture."""
+
+
 class MissingDependencyError(SkfeaturizeError, ImportError):
     """An optional dependency needed for this feature is not installed."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
-from ..exceptions import SkfeaturizeError, WeightsNotFoundError
+from ..exceptions import CheckpointError, WeightsNotFoundError
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
@@ -40,7 +40,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # never retry with weights_only=False
-        raise SkfeaturizeError(
+        raise CheckpointError(
             f"Could not load {path!r} safely with torch.load(weights_only=True): {e}. skfeaturize does "
             "not unpickle arbitrary objects; re-save the checkpoint as a plain state dict or safetensors."
         ) from e
@@ -48,7 +48,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict):
-        raise SkfeaturizeError(f"{path!r} does not hold a state dict (got {type(obj).__name__}).")
+        raise CheckpointError(f"{path!r} does not hold a state dict (got {type(obj).__name__}).")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -59,13 +59,13 @@ def _convert_by_order(sd: dict, target: dict, layout: str) -> dict:
     family); any count or shape mismatch is an error, so a wrong mapping cannot load silently."""
     src, dst = list(sd.items()), list(target.items())
     if len(src) != len(dst):
-        raise SkfeaturizeError(
+        raise CheckpointError(
             f"Checkpoint in the {layout} layout has {len(src)} tensors; the architecture has {len(dst)}."
         )
     out = OrderedDict()
     for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
         if tuple(sv.shape) != tuple(dv.shape):
-            raise SkfeaturizeError(
+            raise CheckpointError(
                 f"Checkpoint tensor {sk!r} {tuple(sv.shape)} does not fit {dk!r} {tuple(dv.shape)} "
                 f"when converting from the {layout} layout."
             )
@@ -91,7 +91,7 @@ def load_checkpoint(model, path) -> None:
     missing = [k for k in target if k not in sd]
     unexpected = [k for k in sd if k not in target]
     if missing or unexpected:
-        raise SkfeaturizeError(
+        raise CheckpointError(
             f"Checkpoint {os.fspath(path)!r} does not match the architecture: "
             f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected keys "
             f"(e.g. {unexpected[:3]}). Pick the backbone the checkpoint was trained with."

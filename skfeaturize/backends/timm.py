@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 
 from .._loader import load, loader_key
+from ..cache._keys import file_identity
 from ..exceptions import WeightsNotFoundError
 from ._base import PRE_LOGITS, ImageBackend, LayerInfo, Taps, evaluating, kind_of
 from .checkpoints import checkpoint_path, looks_like_path
@@ -148,7 +149,8 @@ class TimmBackend(ImageBackend):
             key = loader_key("timm-module-taps", device=str(device), **self._spec())
             return load(key, lambda: TimmTaps(self.module.to(device)))
         weights = checkpoint_path(self.weights) if looks_like_path(self.weights) else self.weights
-        key = loader_key("timm-weights", name=self.name, weights=weights, device=str(device))
+        content = file_identity(weights) if looks_like_path(self.weights) else None  # a file saved again: new
+        key = loader_key("timm-weights", name=self.name, weights=weights, content=content, device=str(device))
         return load(key, lambda: TimmTaps(_frozen(build(self.name, weights)).to(device)))
 
 

@@ -15,6 +15,7 @@ import os
 import threading
 
 from .._loader import load, loader_key
+from ..cache._keys import file_identity
 from ..exceptions import WeightsNotFoundError
 from ._base import PRE_LOGITS, ImageBackend
 from .checkpoints import checkpoint_path, looks_like_path
@@ -98,10 +99,23 @@ def build(name: str, weights, *, meta: bool = False):
             return tv.models.get_model(name, weights=w)
     except Exception as e:  # offline, a broken download, or a file that is not a plain state dict
         target = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
+        if os.path.isfile(target):
+            raise WeightsNotFoundError(
+                f"Could not obtain torchvision weights {name}.{w.name}: the file at {target!r} is not a "
+                f"plain state dict ({_unpickling_cause(e)}); it is read with torch.load(weights_only=True), which "
+                f"never runs code from a file. Delete it and download {w.url} again.") from e
         raise WeightsNotFoundError(
             f"Could not obtain torchvision weights {name}.{w.name} ({type(e).__name__}: {e}). Download "
             f"{w.url} and put it at {target!r} (it is read with torch.load(weights_only=True)), or pass "
             "weights=<path to a checkpoint file>.") from e
+
+
+def _unpickling_cause(e: BaseException) -> str:
+    """The line of torch's weights-only error that says what was refused (its advice to retry with
+    ``weights_only=False`` is left out: that would run the file's code)."""
+    lines = [ln.strip() for ln in str(e).splitlines()]
+    refused = [ln.split("error: ", 1)[-1] for ln in lines if "Unsupported global" in ln]
+    return refused[0] if refused else f"{type(e).__name__}: {lines[0] if lines else e}"
 
 
 def default_transform():
@@ -205,7 +219,9 @@ class TorchvisionBackend(ImageBackend):
             key = loader_key("torchvision-module-taps", device=str(device), **self._spec())
             return load(key, lambda: FxTaps(self.module.to(device), self._graph()))
         weights = checkpoint_path(self.weights) if looks_like_path(self.weights) else self.weights
-        key = loader_key("torchvision-weights", name=self.name, weights=weights, device=str(device))
+        content = file_identity(weights) if looks_like_path(self.weights) else None  # a file saved again: new
+        key = loader_key("torchvision-weights", name=self.name, weights=weights, content=content,
+                         device=str(device))
         return load(key, lambda: FxTaps(_frozen(build(self.name, weights)).to(device), self._graph()))
 
 

@@ -337,7 +337,11 @@ class TransformersBackend:
         return os.fspath(self.model)
 
     def _spec(self) -> dict:
-        return {"model": model_ref(self.model), "revision": self.revision, "remote": self.trust_remote_code}
+        """What a loaded model is keyed by: its folder and that folder's content (a model saved again into
+        it is another model), or its hub id and revision."""
+        content = identity(self.model, self.revision) if is_local(self.model) else None
+        return {"model": model_ref(self.model), "revision": self.revision, "remote": self.trust_remote_code,
+                "content": content}
 
     def info(self) -> ModelInfo:
         from .._loader import load, loader_key

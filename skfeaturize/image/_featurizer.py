@@ -192,6 +192,21 @@ class ImageFeaturizer(BaseFeaturizer):
         self.poolings_ = [r.pooling for r in requests]
         return self._plan(requests, widths, identity, extra, refusal, backend)
 
+    def _cache(self, plan):
+        """The cache, after checking that a user module's weights are still those of fit: an edit through
+        ``.data`` or a NumPy view bumps no version counter, so the content is hashed again (only with a
+        cache, where stale weights would be served)."""
+        cache = super()._cache(plan)
+        module = getattr(self.backend_, "module", None)
+        if cache is not None and module is not None:
+            from .._identity import module_digest
+            from ..exceptions import RefitRequiredError
+
+            if "module:" + module_digest(module) != plan.identity["weights"]:
+                raise RefitRequiredError("backbone: the module's weights changed since fit (their contents "
+                                         "differ); call fit() again.")
+        return cache
+
     # -- engines -------------------------------------------------------------------------------------
     def _resolve_engine(self, identity: dict, requests: list, device) -> str:
         """``engine_``: exports and verifies the tap graph of ``requests`` for ONNX Runtime when asked."""

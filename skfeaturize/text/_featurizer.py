@@ -177,9 +177,12 @@ class TextFeaturizer(BaseFeaturizer):
 
     # -- the plan ------------------------------------------------------------------------------------
     def _backend(self):
-        from ..backends.transformers import TransformersBackend
+        """The backend; a local folder is pinned to its absolute path at fit (a later ``cd`` cannot switch
+        models)."""
+        from ..backends import transformers as hf
 
-        return TransformersBackend(self.model, self.revision, self.trust_remote_code)
+        model = hf.model_ref(self.model) if hf.is_local(self.model) else self.model
+        return hf.TransformersBackend(model, self.revision, self.trust_remote_code)
 
     def _make_plan(self, X, y) -> Plan:
         from .._torch import resolve_device, resolve_precision
@@ -364,6 +367,11 @@ class TextFeaturizer(BaseFeaturizer):
         from .._torch import resolve_device
 
         device = resolve_device(self.device)
+        if self.backend_.identity() != plan.identity["model"]:
+            from ..exceptions import RefitRequiredError
+
+            raise RefitRequiredError(f"model={os.fspath(self.model)!r} changed since fit (its files differ); "
+                                     "call fit() again.")
         rt = self.backend_.load(device, int8=self.precision_ == "int8")
         info = self.backend_.info()
         texts = [t.lower() for t in samples] if info.st is not None and info.st.do_lower_case else samples

@@ -417,13 +417,19 @@ class WordVectorFeaturizer(BaseFeaturizer):
         return self.vectors if isinstance(self.vectors, str) else type(self.vectors).__name__
 
     # -- compute -----------------------------------------------------------------------------------------
-    def _compute(self, plan, samples, requests, indices) -> dict:
-        table = self._table()
-        if table.identity != plan.identity["vectors"]:
+    def _checked_plan(self) -> Plan:
+        """The plan, after checking that the vector table is still the one of fit (an edited KeyedVectors,
+        a replaced file): before any cache lookup, so an edited table is never served old vectors."""
+        plan = super()._checked_plan()
+        if self._table().identity != plan.identity["vectors"]:
             from ..exceptions import RefitRequiredError
 
             raise RefitRequiredError(f"vectors={self._label()!r} changed since fit (its contents differ); "
                                      "call fit() again.")
+        return plan
+
+    def _compute(self, plan, samples, requests, indices) -> dict:
+        table = self._table()
         enc = self._encode(samples, indices, table)
         out = {}
         for r in requests:
