@@ -341,7 +341,8 @@ def test_a_file_planted_in_the_torch_hub_cache_never_runs(monkeypatch, tmp_path)
     f = ImageFeaturizer("resnet18").fit(X)
     says = (r"^Could not obtain torchvision weights resnet18\.IMAGENET1K_V1: the file at .*resnet18-"
             r"f37072fd\.pth' is not a plain state dict \(Unsupported global: GLOBAL exec was not an allowed "
-            r"global.*\); it is read with torch\.load\(weights_only=True\), which never runs code from a file\. Delete it")
+            r"global.*\); it is read with torch\.load\(weights_only=True\), which never runs code from a "
+            r"file\. Delete it")
     with pytest.raises(WeightsNotFoundError, match=says):
         f.transform(X)
     assert not marker.exists()

@@ -102,8 +102,8 @@ def build(name: str, weights, *, meta: bool = False):
         if os.path.isfile(target):
             raise WeightsNotFoundError(
                 f"Could not obtain torchvision weights {name}.{w.name}: the file at {target!r} is not a "
-                f"plain state dict ({_unpickling_cause(e)}); it is read with torch.load(weights_only=True), which "
-                f"never runs code from a file. Delete it and download {w.url} again.") from e
+                f"plain state dict ({_unpickling_cause(e)}); it is read with torch.load(weights_only=True), "
+                f"which never runs code from a file. Delete it and download {w.url} again.") from e
         raise WeightsNotFoundError(
             f"Could not obtain torchvision weights {name}.{w.name} ({type(e).__name__}: {e}). Download "
             f"{w.url} and put it at {target!r} (it is read with torch.load(weights_only=True)), or pass "
