@@ -55,3 +55,25 @@ def save(name: str, payload: dict) -> str:
         json.dump(payload, f, indent=2, default=str)
     print(f"\nsaved {path}")
     return path
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """The machine's measured fp32 matmul rate (GFLOP/s) on an ``n³`` product: what the CPU can do, the
+    yardstick for each contender's useful rate."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    seconds, _ = best_of(lambda: a @ b, repeats)
+    return 2 * n ** 3 / seconds / 1e9
+
+
+def forward_gflop(fn) -> float:
+    """GFLOP of one call of ``fn()`` (torch ops), counted by ``torch.utils.flop_counter``: the useful work
+    a contender does per input, whatever engine then runs it."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9

