@@ -35,7 +35,7 @@ exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 # -- autodoc + numpydoc --------------------------------------------------------------------------------
 autodoc_typehints = "none"  # the types are in the numpydoc Parameters sections
 autodoc_member_order = "bysource"
-autodoc_default_options = {"show-inheritance": True}
+autodoc_default_options: dict = {}
 numpydoc_show_class_members = False  # members are listed explicitly on each API page
 numpydoc_class_members_toctree = False
 numpydoc_attributes_as_param_list = True
