@@ -80,6 +80,7 @@ def test_snippets_are_found():
         assert any(name in code for _, code, _ in readme), name
 
 
+@pytest.mark.slow  # real offline weights
 @pytest.mark.parametrize("path", MARKDOWN, ids=[p.name for p in MARKDOWN])
 def test_markdown_snippets_run(path, offline_tmp_cwd):
     blocks = snippets(path)
@@ -101,6 +102,7 @@ def _public_objects():
     return [o for o in objs if inspect.isclass(o) or inspect.isfunction(o)]
 
 
+@pytest.mark.slow  # real offline weights
 def test_docstring_examples_pass(offline_tmp_cwd):
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
