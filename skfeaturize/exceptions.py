@@ -163,7 +163,15 @@ class EngineError(SkfeaturizeError, RuntimeError):
 
 
 class EngineExportError(EngineError):
-    """The tap module could not be exported to ONNX; ``reason`` says why (one line per exporter tried)."""
+    """The tap module could not be exported to ONNX; ``reason`` says why (one line per exporter tried).
+
+    Parameters
+    ----------
+    message : str
+        What could not be exported.
+    reason : str, default=""
+        Why, one line per exporter tried (also the ``reason`` attribute).
+    """
 
     def __init__(self, message: str, reason: str = ""):
         super().__init__(message)
@@ -174,7 +182,17 @@ class EngineExportError(EngineError):
 
 
 class EngineMismatchError(EngineError):
-    """The exported graph does not reproduce torch on the probe batch within the engine's tolerance."""
+    """The exported graph does not reproduce torch on the probe batch within the engine's tolerance.
+
+    Parameters
+    ----------
+    message : str
+        What differed.
+    max_abs_diff : float, default=nan
+        The largest absolute difference found (also the ``max_abs_diff`` attribute).
+    output : int, default=-1
+        The output that differed (also the ``output`` attribute).
+    """
 
     def __init__(self, message: str, max_abs_diff: float = float("nan"), output: int = -1):
         super().__init__(message)
