@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench docs clean
 
 # setup.py and the C source: the editable install builds skfeaturize/words/_speedups in place
 $(STAMP): pyproject.toml setup.py skfeaturize/words/_speedups.c Makefile
@@ -25,6 +25,17 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check skfeaturize tests benchmarks examples
+
+# the API reference and guides as HTML in build/docs/html; every warning is an error (-E: read every source
+# again, so a warning is never hidden by an earlier build)
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -E -W --keep-going -b html -q docs build/docs/html
+	@echo "docs: build/docs/html/index.html"
 
 bench: $(STAMP)
 	$(PY) benchmarks/image_throughput.py

@@ -62,10 +62,36 @@ def __dir__():
 def list_layers(backbone, stages_only: bool = False, **kwargs):
     """Every valid layer of a backbone with its output shape, as a pandas DataFrame.
 
-    ``backbone`` is a featurizer (its own backbone and weights), an image model name
-    (``"resnet50"``, ``"timm:vit_small_patch16_224"``), or a ``torch.nn.Module``. Keyword arguments go to
-    the featurizer. ``stages_only`` keeps the standard list (what an int ``layer`` indexes, ``pre_logits``
-    last). Text models: ``list_layers(TextFeaturizer("model-id-or-folder"))``.
+    Built from the architecture (an image model name gets ``weights=None``): nothing is downloaded.
+
+    Parameters
+    ----------
+    backbone : str, torch.nn.Module or featurizer
+        An image model name (``"resnet50"``, ``"timm:vit_small_patch16_224"``), a ``torch.nn.Module``, or a
+        featurizer (its own backbone and weights; for text models:
+        ``list_layers(TextFeaturizer("model-id-or-folder"))``).
+    stages_only : bool, default=False
+        Keep only the standard list: what an int ``layer`` indexes, ``pre_logits`` (what ``layer=-1``
+        means) last.
+    **kwargs : dict
+        Further :class:`ImageFeaturizer` parameters (``weights``, ``preprocess``) when ``backbone`` is a
+        name or a module.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``name``, ``index``, ``shape`` and ``kind`` (see :meth:`ImageFeaturizer.list_layers`).
+
+    Examples
+    --------
+    >>> from skfeaturize import list_layers
+    >>> print(list_layers("resnet50", stages_only=True).to_string(index=False))
+          name  index          shape        kind
+        layer1 0 / -5  (256, 56, 56) feature map
+        layer2 1 / -4  (512, 28, 28) feature map
+        layer3 2 / -3 (1024, 14, 14) feature map
+        layer4 3 / -2   (2048, 7, 7) feature map
+    pre_logits 4 / -1        (2048,)      vector
     """
     if hasattr(backbone, "list_layers") and hasattr(backbone, "get_params"):
         return backbone.list_layers(stages_only=True) if stages_only else backbone.list_layers()

@@ -132,11 +132,35 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
 
     # -- scikit-learn API --------------------------------------------------------------------------
     def fit(self, X=None, y=None):
-        """Resolve everything that decides the numbers into the fitted plan ``plan_``. Pretrained
-        featurizers learn nothing from ``X`` and load no weights here (unless ``n_components`` asks for a
-        PCA, which needs the training features). With a cache, the resolved plan is stored there too: a
-        later ``fit`` with the same parameters (a grid-search worker) reads it back without importing any
-        deep-learning library."""
+        """Validate the parameters and resolve everything that decides the numbers into ``plan_``.
+
+        Pretrained featurizers learn nothing from ``X`` and load no weights here: the layers, their widths
+        and the preprocessing come from the architecture alone. ``X`` is used when the featurizer learns
+        from data (``n_components``: a PCA on the training features, which runs the backbone; the fitted
+        poolings and OOV policies of :class:`WordVectorFeaturizer`). With a ``cache``, the resolved plan
+        is stored there too: a later ``fit`` with the same parameters (a grid-search worker) reads it back
+        without importing any deep-learning library.
+
+        Parameters
+        ----------
+        X : list, array, pandas Series or one-column DataFrame of samples, or None, default=None
+            Training samples; ``None`` for a featurizer that learns nothing from data.
+        y : array-like or None, default=None
+            Ignored; accepted for scikit-learn's API.
+
+        Returns
+        -------
+        self
+            The fitted featurizer.
+
+        Raises
+        ------
+        InvalidParameterError
+            scikit-learn's validation error (a ``ValueError`` and ``TypeError``): a parameter has a value or
+            type that is not allowed; the message lists what is.
+        FitDataRequiredError
+            ``fit(None)`` on a featurizer that must learn from data (``n_components``, ``tfidf``, ...).
+        """
         self._validate_params()
         plan = self._restore_plan()
         if plan is None:
@@ -149,8 +173,31 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         return self
 
     def partial_fit(self, X=None, y=None):
-        """scikit-learn's out-of-core API. A pretrained featurizer learns nothing from data: the first call
-        fits (validates parameters and resolves the plan), later calls return ``self`` unchanged."""
+        """scikit-learn's out-of-core API: fit batch by batch.
+
+        A pretrained featurizer learns nothing from data: the first call fits (validates the parameters and
+        resolves the plan), later calls check that no parameter changed and return ``self`` unchanged.
+        :class:`WordVectorFeaturizer` overrides this to add each batch to its corpus statistics.
+
+        Parameters
+        ----------
+        X : list, array, pandas Series or one-column DataFrame of samples, or None, default=None
+            One batch of training samples.
+        y : array-like or None, default=None
+            Ignored; accepted for scikit-learn's API.
+
+        Returns
+        -------
+        self
+            The fitted featurizer.
+
+        Raises
+        ------
+        ValueError
+            ``n_components`` is set: a PCA cannot grow batch by batch.
+        RefitRequiredError
+            A parameter that decides the numbers changed since the first call.
+        """
         if getattr(self, "n_components", None) is not None:
             raise ValueError("partial_fit() cannot grow a PCA (n_components=...) batch by batch; use fit() "
                              "on a sample of the data, or n_components=None.")
@@ -160,8 +207,32 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        """Featurize ``X``: a C-contiguous ``(n_samples, n_features)`` array (``dtype``, float32 by
-        default) in input order."""
+        """Featurize ``X``: one row per sample, in input order.
+
+        Cache hits are read; only the misses run through the backbone (each distinct sample once).
+
+        Parameters
+        ----------
+        X : list, tuple, array, pandas Series or one-column DataFrame of samples
+            The samples (see the featurizer's guide for the accepted kinds). A bare single sample is refused:
+            wrap it in a list.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            C-contiguous, of type ``dtype`` (float32 by default).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            ``fit`` was not called.
+        RefitRequiredError
+            A parameter that decides the numbers changed after ``fit`` (``set_params`` does not refit). The
+            runtime parameters (``batch_size``, ``device``, ``num_workers``, ``progress`` and ``cache``, those
+            the featurizer has) may change freely.
+        InvalidSampleError
+            A sample cannot be featurized; the message names its index and the cause.
+        """
         plan = self._checked_plan()
         samples = self._check_input(X)
         out = self._raw_features(plan, samples)
@@ -172,8 +243,28 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
     def precompute(self, X, layers=None, poolings=None):
         """Fill the cache for every ``layer × pooling`` combination in one backbone pass per sample.
 
-        Use it before a grid search over layers/poolings: afterwards every fit and transform of the
-        search is a cache hit. ``layers``/``poolings`` default to the fitted ones. Returns ``self``.
+        Use it before a grid search over layers and poolings: afterwards every fit and transform of the
+        search is a cache hit. An unfitted featurizer is fitted on ``X`` first.
+
+        Parameters
+        ----------
+        X : list, tuple, array, pandas Series or one-column DataFrame of samples
+            The samples the search will featurize.
+        layers : int, str or list, default=None
+            Layers to store (any value the ``layer`` parameter accepts, one or a list); ``None``: the fitted
+            ones.
+        poolings : str or list of str, default=None
+            Poolings to store for each layer; ``None``: the fitted ones.
+
+        Returns
+        -------
+        self
+            The featurizer, unchanged.
+
+        Raises
+        ------
+        ValueError
+            ``cache=None``: there is nowhere to store the features.
         """
         if getattr(self, "cache", None) is None:
             raise ValueError("precompute() stores features in the cache, but cache=None; set cache= to a "
@@ -187,13 +278,43 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         return self
 
     def content_key(self, sample, index: int = 0) -> str:
-        """The cache key of one sample's content (validated first: a bad sample raises
-        :class:`InvalidSampleError` naming ``index``). Equal keys mean the same input to the model."""
+        """The cache key of one sample's content: equal keys mean the same input to the model.
+
+        Parameters
+        ----------
+        sample : object
+            One sample, of a kind ``transform`` accepts.
+        index : int, default=0
+            The index an error message names.
+
+        Returns
+        -------
+        str
+            A hex digest of the sample's content (file bytes, array bytes with shape and dtype, text).
+
+        Raises
+        ------
+        InvalidSampleError
+            The sample is not valid (checked before it is hashed).
+        """
         return self._sample_key(self._check_sample(index, sample), index)
 
     def get_feature_names_out(self, input_features=None):
-        """``{model}__{layer}__{pooling}_{i}`` for each output column, in output order (``…__pca_{i}``
-        after a PCA; ``{model}__{combine}({layers})__{pooling}_{i}`` when several layers combine)."""
+        """Names of the output columns, in output order.
+
+        ``{model}__{layer}__{pooling}_{i}`` with the resolved layer and pooling (``resnet50__layer4__avg_0``),
+        ``{model}__{combine}({layers})__{pooling}_{i}`` when several layers are averaged or summed, and
+        ``{model}__pca_{i}`` after a PCA (``n_components``).
+
+        Parameters
+        ----------
+        input_features : None, default=None
+            Ignored; accepted for scikit-learn's API (the input has no feature names).
+
+        Returns
+        -------
+        ndarray of str objects, shape (n_features,)
+        """
         plan = self._checked_plan()
         if self.pca_ is not None:
             return np.asarray([f"{plan.prefix}__pca_{i}" for i in range(self.pca_.n_components_)], object)

@@ -16,7 +16,15 @@ class LayerNotFoundError(SkfeaturizeError, ValueError):
 
 
 class InvalidSampleError(SkfeaturizeError, ValueError):
-    """One input sample cannot be featurized; the message names its index and the cause."""
+    """One input sample cannot be featurized; the message names its index and the cause.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and what to do.
+    index : int or None, default=None
+        The sample's index in the input (also the ``index`` attribute).
+    """
 
     def __init__(self, message: str, index: int | None = None):
         super().__init__(message)
@@ -73,7 +81,17 @@ class CachePermissionWarning(UserWarning):
 
 class VectorFileError(SkfeaturizeError, ValueError):
     """A word-vector file cannot be used: the message names the file, the line (1-based) or row, and the
-    cause (not a text file, a pickle, a row of the wrong width, a value that is not a finite number)."""
+    cause (not a text file, a pickle, a row of the wrong width, a value that is not a finite number).
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and what to do.
+    path : str or None, default=None
+        The file (also the ``path`` attribute).
+    line : int or None, default=None
+        The 1-based line, or the row for binary files (also the ``line`` attribute).
+    """
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None):
         super().__init__(message)
@@ -90,7 +108,17 @@ class TransferabilityError(SkfeaturizeError, ValueError):
 
 # -- bulk jobs (skfeaturize embed) -----------------------------------------------------------------
 class SampleFailedError(SkfeaturizeError, ValueError):
-    """An input item could not be featurized (``on_error="raise"``); names the item's id and position."""
+    """An input item could not be featurized (``on_error="raise"``); names the item's id and position.
+
+    Parameters
+    ----------
+    message : str
+        The item, its cause, how many rows are kept and how to resume.
+    id : object, default=None
+        The item's id (also the ``id`` attribute).
+    position : int or None, default=None
+        The item's position in the input (also the ``position`` attribute).
+    """
 
     def __init__(self, message: str, id=None, position: int | None = None):
         super().__init__(message)
@@ -109,7 +137,15 @@ class FitDataRequiredError(SkfeaturizeError, ValueError):
 
 
 class OutputWriteError(SkfeaturizeError, OSError):
-    """Writing the output failed (disk full, read-only, quota); the manifest is intact."""
+    """Writing the output failed (disk full, read-only, quota); the manifest is intact.
+
+    Parameters
+    ----------
+    message : str
+        What could not be written, why, and that rerunning the same command resumes.
+    errno : int or None, default=None
+        The operating system's error number (``errno.ENOSPC``, ...).
+    """
 
     def __init__(self, message: str, errno: int | None = None):
         super().__init__(errno, message)
@@ -127,7 +163,15 @@ class EngineError(SkfeaturizeError, RuntimeError):
 
 
 class EngineExportError(EngineError):
-    """The tap module could not be exported to ONNX; ``reason`` says why (one line per exporter tried)."""
+    """The tap module could not be exported to ONNX; ``reason`` says why (one line per exporter tried).
+
+    Parameters
+    ----------
+    message : str
+        What could not be exported.
+    reason : str, default=""
+        Why, one line per exporter tried (also the ``reason`` attribute).
+    """
 
     def __init__(self, message: str, reason: str = ""):
         super().__init__(message)
@@ -138,7 +182,17 @@ class EngineExportError(EngineError):
 
 
 class EngineMismatchError(EngineError):
-    """The exported graph does not reproduce torch on the probe batch within the engine's tolerance."""
+    """The exported graph does not reproduce torch on the probe batch within the engine's tolerance.
+
+    Parameters
+    ----------
+    message : str
+        What differed.
+    max_abs_diff : float, default=nan
+        The largest absolute difference found (also the ``max_abs_diff`` attribute).
+    output : int, default=-1
+        The output that differed (also the ``output`` attribute).
+    """
 
     def __init__(self, message: str, max_abs_diff: float = float("nan"), output: int = -1):
         super().__init__(message)

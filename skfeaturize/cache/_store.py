@@ -753,7 +753,16 @@ class EmbeddingCache:
 
         A featurizer returns ``roundtrip(computed)`` for its misses, so a miss now and a hit later are equal
         bit for bit, whatever the storage dtype. With ``dtype="float16"`` a row holding a value beyond
-        float16's range (|x| > 65504) is stored, and therefore returned, as float32.
+        float16's range (``abs(x) > 65504``) is stored, and therefore returned, as float32.
+
+        Parameters
+        ----------
+        vectors : array-like of shape (n, dim) or (dim,)
+            Vectors as computed.
+
+        Returns
+        -------
+        ndarray of float32, same shape
         """
         v32 = np.ascontiguousarray(vectors, dtype=np.float32)
         half, wide = self._narrow(v32)
@@ -778,8 +787,21 @@ class EmbeddingCache:
 
     # ------------------------------------------------------------------ fitted plans
     def get_plan(self, key: str) -> str | None:
-        """The plan stored under ``key`` (a JSON text), or ``None``: absent, failing its checksum, or a
-        store that is off or older than plans."""
+        """The fitted featurizer plan stored under ``key``, or ``None``.
+
+        ``None`` when it is absent, fails its checksum, or the store is off or older than plans (schema 1).
+        Featurizers call this in ``fit``; there is no need to call it yourself.
+
+        Parameters
+        ----------
+        key : str
+            The plan key (a hash of the featurizer's class, parameters and environment).
+
+        Returns
+        -------
+        str or None
+            The plan as JSON text.
+        """
         def select(conn):
             try:
                 row = conn.execute("SELECT plan, checksum FROM plans WHERE key = ?", (key,)).fetchone()
@@ -794,7 +816,21 @@ class EmbeddingCache:
         return self._read(select, None)
 
     def put_plan(self, key: str, plan: str) -> bool:
-        """Store a plan (JSON text) under ``key``; a store fault skips it (one warning), returns False."""
+        """Store a fitted featurizer plan under ``key`` (featurizers call this in ``fit``).
+
+        Parameters
+        ----------
+        key : str
+            The plan key.
+        plan : str
+            The plan as JSON text (stored with a CRC-32 checksum).
+
+        Returns
+        -------
+        bool
+            ``True`` if stored; ``False`` when the store is not writable or a store fault skipped the write
+            (one :class:`~skfeaturize.exceptions.CacheWriteWarning`).
+        """
         checksum = zlib.crc32(plan.encode("utf-8", "surrogatepass"))
         with self._locked():
             conn = self._connection()
@@ -817,6 +853,18 @@ class EmbeddingCache:
         An entry that fails its checksum (or has an inconsistent dim, dtype or length) is deleted, reported
         with a :class:`~skfeaturize.exceptions.CacheCorruptionWarning`, and left out, so it is recomputed.
         A store that is off returns ``{}``; a corrupt database file is moved aside (see :meth:`put_many`).
+
+        Parameters
+        ----------
+        namespace : str
+            The namespace (a featurizer's fingerprint of one layer and pooling).
+        keys : sequence of str
+            Sample keys to look up.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The hits only, as float32 1-D arrays.
         """
         keys = _check_keys(keys, "get_many")
         if not keys:
@@ -898,7 +946,17 @@ class EmbeddingCache:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
     def dim(self, namespace: str) -> int | None:
-        """The vector length registered for ``namespace``, or ``None`` if it was never written."""
+        """The vector length registered for ``namespace``, or ``None`` if it was never written.
+
+        Parameters
+        ----------
+        namespace : str
+            The namespace.
+
+        Returns
+        -------
+        int or None
+        """
         row = self._read(lambda conn: conn.execute(
             "SELECT dim FROM namespaces WHERE namespace = ?", (_sql_text(namespace),)
         ).fetchone(), None)
@@ -925,6 +983,22 @@ class EmbeddingCache:
         past :data:`BUSY_TIMEOUT_S`, or a disk I/O error skip the batch (returns 0) with one
         :class:`~skfeaturize.exceptions.CacheWriteWarning` per cache and cause; a database file found
         corrupt is moved aside to ``<db>.corrupt-<UTC time>``, rebuilt empty, and the batch is written there.
+
+        Parameters
+        ----------
+        namespace : str
+            The namespace to write to.
+        keys : sequence of str
+            One key per row of ``vectors``.
+        vectors : array-like of shape (len(keys), dim)
+            The vectors (float32, or anything that converts to it).
+        description : mapping or None, default=None
+            JSON-able fields describing the namespace, recorded once for it; what :meth:`evict` matches on.
+
+        Returns
+        -------
+        int
+            The number of rows stored.
         """
         dim = self._check_vectors(namespace, keys, vectors)
         keys = list(keys)
@@ -1093,6 +1167,26 @@ class EmbeddingCache:
         ``cache.evict(namespace)`` drops one namespace. Returns the number of entries deleted. A field that
         no namespace's description has (a typo such as ``backbon=``) is a :class:`CacheError` naming the
         fields there are, rather than a silent 0.
+
+        Parameters
+        ----------
+        namespace : str or None, default=None
+            One namespace to delete (``None``: choose by ``match``).
+        **match : dict
+            Description fields that must all be equal (see :meth:`namespaces` for what is there).
+
+        Returns
+        -------
+        int
+            The number of entries deleted.
+
+        Raises
+        ------
+        CacheError
+            A field of ``match`` is in no namespace's description, or the store cannot be changed
+            (read-only, off).
+        TypeError
+            Neither a namespace nor a field was given.
         """
         if namespace is None and not match:
             raise TypeError(

