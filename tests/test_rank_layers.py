@@ -15,6 +15,7 @@ import tempfile
 
 import numpy as np
 import pytest
+from scipy.stats import kendalltau
 from sklearn import clone
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
@@ -387,10 +388,12 @@ def test_real_efficientnet_lite0_on_digits(image_passes):
     print(table.to_string())
     assert image_passes["samples"] == len(images)
     assert list(table.layer_index.sort_values()) == [0, 1, 2, 3, 4, 5]
-    assert (table.score > 0).all()  # every layer holds far more about the digit than noise (LogME < 0)
+    assert table.layer.iloc[-1] == "blocks.0"  # the shallowest layer is the worst, by both measures
+    assert table.cv_accuracy.idxmin() == len(table) - 1
     best_cv = table.cv_accuracy.max()
     assert table.cv_accuracy.iloc[0] >= best_cv - 0.05  # LogME's pick is (nearly) the best by CV
-    assert best_cv > 0.85
+    assert best_cv > 0.8
+    assert kendalltau(table.score, table.cv_accuracy).statistic >= 0.6
 
 
 def test_real_minilm_on_pang_lee(text_passes):
@@ -406,3 +409,5 @@ def test_real_minilm_on_pang_lee(text_passes):
     scores = dict(zip(table.layer, table.score, strict=True))
     assert scores["6"] > scores["0"]  # the contextual last layer beats the embedding output, as by CV
     assert table.cv_accuracy.iloc[0] >= table.cv_accuracy.max() - 0.05
+    # measured: 5-fold accuracies 0.695 ... 0.720 for all seven layers, fold std 0.07-0.10: on 200 sentences
+    # CV cannot order the layers, so no rank correlation is asserted here (see docs/choosing.md)
