@@ -9,6 +9,7 @@ from ._rank import CV_COLUMNS
 _NEEDED = ("backbone", "layer", "pooling", "layer_index", "score")
 _VECTOR = "none"  # the pooling of a vector layer (pre_logits): one block shared by every pooling's line
 _CV_LABELS = {"cv_accuracy": "CV accuracy", "cv_r2": "CV R²"}
+_SCORING_LABELS = {"logme": "LogME"}
 
 
 def plot_layer_scores(table, path=None, ax=None):
@@ -47,7 +48,8 @@ def plot_layer_scores(table, path=None, ax=None):
                                        f"{backbones}; pass one Axes per backbone, or ax=None.")
     cv = next((c for c in CV_COLUMNS.values() if c in table.columns), None)
     for axis, backbone in zip(axes, backbones, strict=True):
-        _draw(axis, table[table["backbone"] == backbone], cv, table.attrs.get("scoring", "score"))
+        scoring = table.attrs.get("scoring", "score")
+        _draw(axis, table[table["backbone"] == backbone], cv, _SCORING_LABELS.get(scoring, scoring))
         axis.set_title(str(backbone))
     fig = axes[0].figure
     if path is not None:
