@@ -364,6 +364,8 @@ def test_plot_one_panel_per_backbone_into_given_axes(tiny_table):
     missing = r"needs the table of rank_layers .* without \['layer_index'\]"
     with pytest.raises(TransferabilityError, match=missing):
         plot_layer_scores(tiny_table.drop(columns="layer_index"))
+    with pytest.raises(TransferabilityError, match=r"needs the table of rank_layers .* with no rows"):
+        plot_layer_scores(tiny_table.iloc[:0])
 
 
 def test_importing_rank_layers_loads_no_torch():
