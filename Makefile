@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py skfeaturize/words/_speedups.c Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/digits_layers.py
+	$(PY) examples/few_labels.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q

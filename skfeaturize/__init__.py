@@ -26,6 +26,9 @@ _LAZY = {
     "TextFeaturizer": "skfeaturize.text",
     "WordVectorFeaturizer": "skfeaturize.words",
     "EmbeddingCache": "skfeaturize.cache",
+    "rank_layers": "skfeaturize.selection",
+    "score_blocks": "skfeaturize.selection",
+    "plot_layer_scores": "skfeaturize.selection",
 }
 
 __all__ = [
@@ -35,6 +38,9 @@ __all__ = [
     "WordVectorFeaturizer",
     "EmbeddingCache",
     "list_layers",
+    "rank_layers",
+    "score_blocks",
+    "plot_layer_scores",
     "clear_loaded",
     "SkfeaturizeError",
     "RefitRequiredError",
