@@ -526,7 +526,7 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         """``layer="auto"``: every candidate request of ``plan`` computed on the training samples in one
         pass (through the cache when there is one), scored by LogME against ``y``; the best one and every
         score. Model selection on the training data only, so it is legitimate inside a CV fold."""
-        from .selection._logme import _check_targets, logme
+        from .selection._rank import check_target, score_blocks
 
         if y is None:
             raise ValueError("layer='auto' picks the layer that best predicts y (LogME, on the training "
@@ -535,9 +535,8 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
             raise FitDataRequiredError("layer='auto' scores the layers on the training samples; call "
                                        "fit(X, y).")
         samples = self._check_input(X)
-        _check_targets(y, len(samples), None)  # wrong length, NaN, one class: before any backbone pass
-        blocks = self._features(plan, samples, list(plan.requests), [])
-        scores = {r: logme(blocks[r], y) for r in plan.requests}
+        check_target(y, len(samples))  # wrong length, NaN, one class: before any backbone pass
+        scores = score_blocks(self._features(plan, samples, list(plan.requests), []), y)
         return max(plan.requests, key=lambda r: scores[r]), scores
 
     def _fit_pca(self, X) -> None:

@@ -65,7 +65,7 @@ def test_text_auto_scores_every_hidden_state(tmp_path):
 
 @pytest.mark.parametrize("y,error,match", [
     (None, ValueError, r"layer='auto' picks the layer .* call fit\(X, y\)"),
-    (np.zeros(5), TransferabilityError, r"y has 5 entries but features have 12 rows"),
+    (np.zeros(5), TransferabilityError, r"y has 5 entries but X has 12 samples"),
     (np.zeros(12, int), TransferabilityError, r"LogME needs at least two classes"),
     (np.r_[np.zeros(11), np.nan], TransferabilityError, r"missing|NaN"),
 ])

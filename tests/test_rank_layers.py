@@ -64,18 +64,19 @@ def image_passes(monkeypatch):
 def text_passes(monkeypatch):
     """Counts the token windows that go through a text encoder's forward pass."""
     seen = {"samples": 0}
-    real = TextFeaturizer._forward
+    real = TextFeaturizer._path
 
-    def counting(self, rt, requests, layers):
-        forward = real(self, rt, requests, layers)
+    def counting(self, plan, rt, requests, device):
+        forward, batches, module = real(self, plan, rt, requests, device)
 
-        def counted(batch):
-            seen["samples"] += batch["input_ids"].shape[0]
+        def counted(batch):  # packed windows, or a padded batch
+            packed = hasattr(batch, "windows")
+            seen["samples"] += len(batch.windows) if packed else batch["input_ids"].shape[0]
             return forward(batch)
 
-        return counted
+        return counted, batches, module
 
-    monkeypatch.setattr(TextFeaturizer, "_forward", counting)
+    monkeypatch.setattr(TextFeaturizer, "_path", counting)
     return seen
 
 
