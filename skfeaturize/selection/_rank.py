@@ -209,10 +209,21 @@ def _split(reader):
 def score_blocks(blocks, y, scoring="logme", *, regression=None) -> dict:
     """Score each feature block for the target ``y``: ``{label: score}``, in the order of ``blocks``.
 
-    ``blocks`` maps any label to an ``(n_samples, n_features)`` array of the same samples; ``scoring`` is
-    ``"logme"`` (:func:`~skfeaturize.selection.logme`, higher is better) or a callable
-    ``(features, y) -> float``. ``y`` is checked once, as in :func:`rank_layers`; classification or
-    regression is decided once for all blocks (inferred from ``y`` unless ``regression`` says).
+    Parameters
+    ----------
+    blocks : dict
+        Any label to an ``(n_samples, n_features)`` array, every block of the same samples.
+    y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        Class labels, or continuous targets; checked once, as in :func:`rank_layers`.
+    scoring : "logme" or callable, default="logme"
+        :func:`~skfeaturize.selection.logme` (higher is better), or ``(features, y) -> float``.
+    regression : bool or None, default=None
+        Classification or regression for all blocks; ``None`` infers it from ``y``.
+
+    Returns
+    -------
+    dict
+        ``{label: score}``.
     """
     _scorer(scoring, False)  # an unknown scoring fails before anything else
     n = _check_blocks(blocks)
@@ -230,7 +241,10 @@ def rank_layers(featurizer, X, y, layers=None, poolings=None, backbones=None, sc
     featurizer : ImageFeaturizer or TextFeaturizer
         Its parameters (weights, preprocessing, ``max_length``, ``normalize``, device, cache ...) are kept;
         it is cloned, never changed. ``n_components`` is ignored: blocks are scored before any PCA.
-    X, y : samples and their targets (class labels, or continuous values for regression).
+    X : list or array of samples
+        What the featurizer takes (images or texts).
+    y : array-like of shape (n_samples,)
+        Their targets: class labels, or continuous values for regression.
     layers : list or None
         ``None``: every layer of the standard list (``list_layers(stages_only=True)`` for images, every
         hidden state ``0 … L`` for text); otherwise any values ``layer=`` accepts.
