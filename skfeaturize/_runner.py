@@ -69,14 +69,15 @@ class Progress:
             self.bar.close()
 
 
-AUTO_SIZES = (1, 2, 4, 8, 16, 32)
+AUTO_SIZES = (1, 2, 4, 8, 16)
 """Batch sizes ``batch_size="auto"`` times, each on its own real items of the first loaded batch."""
 
 
 class BatchRunner:
-    """``batch_size="auto"``: the first loaded batch (``load_size`` items) is split into a warm-up item and
-    slices of 1, 2, 4, … items, each timed; the fastest per item is used from then on and remembered in
-    the process under ``probe_key`` (model, engine, device). Every item is computed once either way."""
+    """``batch_size="auto"``: the first loaded batch (``load_size`` items) is split into slices of 1, 2, 4,
+    … items, each size run twice: once untimed (a new input shape costs extra the first time, in torch and
+    in ONNX Runtime alike), once timed; the fastest per item is used from then on and remembered in the
+    process under ``probe_key`` (model, engine, device). Every item is computed once either way."""
 
     def __init__(self, device: torch.device, precision: str, batch_size, *,
                  sample_of: Callable[[int], int] = lambda i: i, progress=False, desc: str = "",
@@ -85,7 +86,7 @@ class BatchRunner:
         self.sample_of, self.progress, self.desc = sample_of, progress, desc
         self._memo = loader_key("batch-size", key=probe_key) if batch_size == "auto" else None
         self.size = int(batch_size) if self._memo is None else peek(self._memo)
-        self.load_size = self.size if self.size is not None else 1 + sum(AUTO_SIZES)
+        self.load_size = self.size if self.size is not None else 2 * sum(AUTO_SIZES)
 
     def run(self, batches: Iterable, n_items: int, forward: Callable, model=None, count=None) -> dict:
         """``forward(inputs) -> {key: (b, width) tensor}`` over every batch; returns ``{key: float32 array
@@ -123,18 +124,18 @@ class BatchRunner:
         """Time the batch sizes on this batch's items; returns the items left for the chosen size."""
         import time
 
-        n, start, per_item = len(positions), 1, {}
-        self.size = 1
-        self._run_batch(positions[:1], _take(inputs, 0, 1), forward, out, n_items)  # warm-up, kept
+        n, start, per_item = len(positions), 0, {}
         for size in AUTO_SIZES:
-            if start + size > n:
+            if start + 2 * size > n:
                 break
             self.size = size
-            t0 = time.perf_counter()
-            self._run_batch(positions[start:start + size], _take(inputs, start, start + size), forward, out,
-                            n_items)
-            per_item[size] = (time.perf_counter() - t0) / size
-            start += size
+            for timed in (False, True):
+                t0 = time.perf_counter()
+                self._run_batch(positions[start:start + size], _take(inputs, start, start + size), forward,
+                                out, n_items)
+                if timed:
+                    per_item[size] = (time.perf_counter() - t0) / size
+                start += size
         self.size = min(per_item, key=per_item.get) if per_item else max(1, n)
         put(self._memo, self.size)
         return positions[start:], _take(inputs, start, n)
