@@ -69,15 +69,20 @@ class Progress:
             self.bar.close()
 
 
-AUTO_SIZES = (1, 2, 4, 8, 16)
+AUTO_SIZES = (1, 2, 4, 8, 16, 32)
 """Batch sizes ``batch_size="auto"`` times, each on its own real items of the first loaded batch."""
+PROBE_ITEMS = 8
+"""Items each candidate size is timed on per round (in as many slices as it takes): one slice is noise."""
+PROBE_ROUNDS = 2
+"""Timed rounds over the sizes, ascending then descending, the best kept: drift favours no size."""
 
 
 class BatchRunner:
     """``batch_size="auto"``: the first loaded batch (``load_size`` items) is split into slices of 1, 2, 4,
-    … items, each size run twice: once untimed (a new input shape costs extra the first time, in torch and
-    in ONNX Runtime alike), once timed; the fastest per item is used from then on and remembered in the
-    process under ``probe_key`` (model, engine, device). Every item is computed once either way."""
+    … items; each size runs once untimed (a new input shape costs extra the first time, in torch and in ONNX
+    Runtime alike), then ``PROBE_ROUNDS`` timed rounds on ``PROBE_ITEMS`` items each; the fastest per item
+    is used from then on and remembered in the process under ``probe_key`` (model, engine, device). Every
+    item is computed once."""
 
     def __init__(self, device: torch.device, precision: str, batch_size, *,
                  sample_of: Callable[[int], int] = lambda i: i, progress=False, desc: str = "",
@@ -86,7 +91,8 @@ class BatchRunner:
         self.sample_of, self.progress, self.desc = sample_of, progress, desc
         self._memo = loader_key("batch-size", key=probe_key) if batch_size == "auto" else None
         self.size = int(batch_size) if self._memo is None else peek(self._memo)
-        self.load_size = self.size if self.size is not None else 2 * sum(AUTO_SIZES)
+        self.load_size = self.size if self.size is not None else sum(
+            s + PROBE_ROUNDS * max(s, PROBE_ITEMS) for s in AUTO_SIZES)
 
     def run(self, batches: Iterable, n_items: int, forward: Callable, model=None, count=None) -> dict:
         """``forward(inputs) -> {key: (b, width) tensor}`` over every batch; returns ``{key: float32 array
@@ -124,20 +130,32 @@ class BatchRunner:
         """Time the batch sizes on this batch's items; returns the items left for the chosen size."""
         import time
 
-        n, start, per_item = len(positions), 0, {}
-        for size in AUTO_SIZES:
-            if start + 2 * size > n:
-                break
+        n, start = len(positions), 0
+
+        def run(size, count):
+            nonlocal start
             self.size = size
-            for timed in (False, True):
-                t0 = time.perf_counter()
-                self._run_batch(positions[start:start + size], _take(inputs, start, start + size), forward,
-                                out, n_items)
-                if timed:
-                    per_item[size] = (time.perf_counter() - t0) / size
-                start += size
-        self.size = min(per_item, key=per_item.get) if per_item else max(1, n)
-        put(self._memo, self.size)
+            t0 = time.perf_counter()
+            self._run_batch(positions[start:start + count], _take(inputs, start, start + count), forward, out,
+                            n_items)
+            start += count
+            return (time.perf_counter() - t0) / count
+
+        sizes = [s for s in AUTO_SIZES if start + s <= n]
+        for size in sizes:  # untimed: the first call at each input shape
+            if start + size <= n:
+                run(size, size)
+        per_item: dict = {}
+        for round_ in range(PROBE_ROUNDS):
+            for size in (sizes if round_ % 2 == 0 else sizes[::-1]):
+                count = max(size, PROBE_ITEMS)
+                if start + count <= n:
+                    per_item[size] = min(per_item.get(size, float("inf")), run(size, count))
+        if per_item:
+            self.size = min(per_item, key=per_item.get)
+            put(self._memo, self.size)
+        else:  # too few items to time anything: a plain size now, the probe on a later, larger transform
+            self.size = AUTO_SIZES[-1]
         return positions[start:], _take(inputs, start, n)
 
     def _run_batch(self, positions: np.ndarray, inputs, forward: Callable, out: dict, n_items: int) -> None:
