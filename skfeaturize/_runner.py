@@ -151,10 +151,10 @@ class BatchRunner:
                 count = max(size, PROBE_ITEMS)
                 if start + count <= n:
                     per_item[size] = min(per_item.get(size, float("inf")), run(size, count))
-        if per_item:
+        if len(per_item) == len(AUTO_SIZES):
             self.size = min(per_item, key=per_item.get)
             put(self._memo, self.size)
-        else:  # too few items to time anything: a plain size now, the probe on a later, larger transform
+        else:  # too few items to time every size: a plain size now, the probe on a later, larger transform
             self.size = AUTO_SIZES[-1]
         return positions[start:], _take(inputs, start, n)
 
