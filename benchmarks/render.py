@@ -11,7 +11,8 @@ import sys
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 COLUMNS = {
-    "image_throughput": ["workload", "contender", "images/s", "vs bare", "max |diff|", "note"],
+    "image_throughput": ["workload", "contender", "images/s", "vs bare bs32", "max |diff|", "GFLOP/s",
+                         "% of matmul", "note"],
     "grid_search": ["workload", "contender", "seconds", "speed-up vs no cache", "max |score diff|", "note"],
 }
 

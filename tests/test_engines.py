@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from skfeaturize import ImageFeaturizer, TextFeaturizer
+from skfeaturize import ImageFeaturizer, TextFeaturizer, clear_loaded
 
 from .test_image import BranchyNet
 from .test_text import _save_tiny
@@ -127,6 +127,7 @@ def test_int8_is_opt_in_and_close(tiny):
         with pytest.raises(ValueError, match=r"precision='int8' is dynamic int8 quantization, which runs "
                                              r"on the CPU"):
             TextFeaturizer(tiny, precision="int8", device="cuda").fit(TEXTS)
+    clear_loaded()  # quantize afresh: torch's deprecation note on its quantized tensors stays inside
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        TextFeaturizer(tiny, precision="int8").fit(TEXTS)  # no "slower on the CPU" warning for int8
+        warnings.simplefilter("error")  # and no "slower on the CPU" warning for int8
+        TextFeaturizer(tiny, precision="int8").fit(TEXTS).transform(TEXTS)

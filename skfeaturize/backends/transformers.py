@@ -232,12 +232,16 @@ def _quantized(rt: Runtime) -> Runtime:
     """``rt`` with a dynamically int8-quantized copy of its encoder (and head)."""
     import copy
     import dataclasses
+    import warnings
 
     import torch
 
     def quantize(module):
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), {torch.nn.Linear},
-                                                      dtype=torch.qint8).eval()
+        # torch 2.14 deprecates its quantized tensor types on every call: a note for us, not the user
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"(?s).*(quantize_per_tensor|torch\.ao\.quantization)")
+            return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), {torch.nn.Linear},
+                                                          dtype=torch.qint8).eval()
 
     head = quantize(rt.head) if rt.head is not None else None
     return dataclasses.replace(rt, net=quantize(rt.net), head=head)
