@@ -5,7 +5,8 @@
    the same featurizer; the features must be equal. Overhead = job time / featurizer time - 1.
 2. Peak memory: the job in a fresh subprocess per input size (1x, 4x, 16x), peak RSS from
    ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` reported by the child; and, for contrast, the naive
-   ``transform(all_paths)`` + ``np.save`` at the same sizes.
+   ``transform(all_paths)`` + ``np.save`` at the same sizes; with ``--ray``, also the Ray engine's driver
+   (2 actors, a bounded number of chunks in flight; the actors are separate processes).
 
 Run: ``python benchmarks/embed_job.py`` (a few minutes on 2 CPU cores); ``--n``, ``--mem-n``, ``--backbone``
 for larger runs. Saves ``benchmarks/results/embed_job.json``.
@@ -44,9 +45,10 @@ sys.path.insert(0, {repo!r})
 mode, folder, out, backbone = sys.argv[1:5]
 import numpy as np
 t = time.perf_counter()
-if mode == "job":
+if mode in ("job", "ray"):
     from skfeaturize.jobs import embed
-    embed(folder, out, model=backbone, params={{"weights": None}}, chunk_size=64, quiet=True)
+    extra = {{"engine": "ray", "concurrency": 2}} if mode == "ray" else {{}}
+    embed(folder, out, model=backbone, params={{"weights": None}}, chunk_size=64, quiet=True, **extra)
 else:
     from skfeaturize import ImageFeaturizer
     from skfeaturize.jobs._inputs import _walk, IMAGE_EXTENSIONS
@@ -73,6 +75,7 @@ def main() -> None:
     ap.add_argument("--mem-n", type=int, default=20, help="1x size for the memory scaling runs")
     ap.add_argument("--mem-backbone", default="timm:test_resnet")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--ray", action="store_true", help="also measure the Ray engine's driver")
     args = ap.parse_args()
 
     from skfeaturize import ImageFeaturizer
@@ -114,6 +117,9 @@ def main() -> None:
             mem.append({"multiple": mult, "n_images": n, "job_peak_rss_mb": job_r["maxrss_mb"],
                         "job_s": job_r["seconds"], "naive_peak_rss_mb": naive_r["maxrss_mb"],
                         "naive_s": naive_r["seconds"]})
+            if args.ray:
+                ray_r = child("ray", folder, tmp / f"ray{mult}.parquet", args.mem_backbone)
+                mem[-1].update({"ray_driver_peak_rss_mb": ray_r["maxrss_mb"], "ray_s": ray_r["seconds"]})
         results["memory"] = {"backbone": args.mem_backbone, "chunk_size": 64, "rows": mem}
 
     t = results["throughput"]
@@ -124,10 +130,12 @@ def main() -> None:
     print(f"{'skfeaturize embed job':24}{t['job_s']:>10.2f}{t['job_items_per_s']:>10.1f}")
     print(f"job overhead: {t['overhead_pct']:+.1f}%   max |job - featurizer| = {t['max_abs_diff']:.2e}")
     print(f"\nPeak RSS by input size ({args.mem_backbone}, chunk 64, one subprocess per run)")
-    print(f"{'size':>5}{'images':>8}{'job MB':>10}{'naive MB':>10}{'job s':>8}{'naive s':>9}")
+    print(f"{'size':>5}{'images':>8}{'job MB':>10}{'naive MB':>10}{'job s':>8}{'naive s':>9}"
+          + (f"{'ray driver MB':>15}{'ray s':>8}" if args.ray else ""))
     for r in mem:
         print(f"{str(r['multiple']) + 'x':>5}{r['n_images']:>8}{r['job_peak_rss_mb']:>10.0f}"
-              f"{r['naive_peak_rss_mb']:>10.0f}{r['job_s']:>8.1f}{r['naive_s']:>9.1f}")
+              f"{r['naive_peak_rss_mb']:>10.0f}{r['job_s']:>8.1f}{r['naive_s']:>9.1f}"
+              + (f"{r['ray_driver_peak_rss_mb']:>15.0f}{r['ray_s']:>8.1f}" if args.ray else ""))
     out = REPO / "benchmarks" / "results" / "embed_job.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nsaved {out.relative_to(REPO)}")

@@ -14,9 +14,9 @@ beside the models) so the next fit does not export it again.
 from __future__ import annotations
 
 import os
-import warnings
 
 from ._loader import load, loader_key
+from ._warnings import warn
 from .exceptions import EngineError, MissingDependencyError
 
 ENGINES = ("auto", "torch", "onnxruntime")
@@ -52,8 +52,8 @@ def resolve_engine(engine: str, device, graph, key: str, cache_dir: str, owner: 
             return "torch"
         raise
     except EngineError as e:
-        warnings.warn(f"{owner}: engine={engine!r} runs on torch for this model: ONNX Runtime cannot serve "
-                      f"it ({type(e).__name__}: {_reason(e)}).", UserWarning, stacklevel=4)
+        warn(f"{owner}: engine={engine!r} runs on torch for this model: ONNX Runtime cannot serve "
+             f"it ({type(e).__name__}: {_reason(e)}).", UserWarning)
         return "torch"
     return "onnxruntime"
 

@@ -10,7 +10,6 @@ number of outputs. At size 1 it raises an error naming the sample. Progress coun
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 
 from ._loader import loader_key, peek, put
 from ._torch import autocast, guard_fork
+from ._warnings import warn
 from .exceptions import InvalidSampleError
 
 
@@ -190,4 +190,4 @@ class BatchRunner:
                 f"Sample {idx}: out of memory on {self.device} even with batch size 1; use a smaller input "
                 "size, precision='bf16'/'fp16', or device='cpu'.", index=idx)
         self.size = max(1, tried // 2)
-        warnings.warn(f"Out of memory on {self.device}; retrying with batch size {self.size}.", stacklevel=4)
+        warn(f"Out of memory on {self.device}; retrying with batch size {self.size}.")

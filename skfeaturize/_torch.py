@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import warnings
 
 from ._optional import import_optional
+from ._warnings import warn
 
 torch = import_optional("torch")  # first use of a neural featurizer: a missing torch says how to install it
 
@@ -38,12 +38,10 @@ def resolve_device(device) -> torch.device:
         return torch.device("cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        warnings.warn(f"device={device!r} was requested but CUDA is not available; using the CPU.",
-                      stacklevel=3)
+        warn(f"device={device!r} was requested but CUDA is not available; using the CPU.")
         return torch.device("cpu")
     if dev.type == "mps" and not _mps_available():
-        warnings.warn(f"device={device!r} was requested but MPS is not available; using the CPU.",
-                      stacklevel=3)
+        warn(f"device={device!r} was requested but MPS is not available; using the CPU.")
         return torch.device("cpu")
     return dev
 
@@ -66,9 +64,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp32"
     if precision != "fp32" and device.type == "cpu":
-        warnings.warn(f"precision={precision!r} on the CPU is usually several times slower than fp32 and "
-                      "changes the numbers; use precision='auto' (fp32 on the CPU) unless you need it.",
-                      UserWarning, stacklevel=3)
+        warn(f"precision={precision!r} on the CPU is usually several times slower than fp32 and "
+             "changes the numbers; use precision='auto' (fp32 on the CPU) unless you need it.",
+             UserWarning)
     return precision
 
 
@@ -109,7 +107,7 @@ def guard_fork() -> None:
     _FORKED["handled"] = True
     if torch.get_num_threads() > 1:
         torch.set_num_threads(1)
-        warnings.warn("skfeaturize: this process was forked from one that had imported torch; torch's thread "
-                      "pool does not survive fork() (a model run here could hang), so it now runs with one "
-                      "intra-op thread. Start worker processes with 'spawn' (or joblib's default 'loky') for "
-                      "full speed.", RuntimeWarning, stacklevel=3)
+        warn("skfeaturize: this process was forked from one that had imported torch; torch's thread "
+             "pool does not survive fork() (a model run here could hang), so it now runs with one "
+             "intra-op thread. Start worker processes with 'spawn' (or joblib's default 'loky') for "
+             "full speed.", RuntimeWarning)

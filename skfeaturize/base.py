@@ -34,7 +34,6 @@ import itertools
 import numbers
 import os
 import sys
-import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -52,6 +51,7 @@ from ._plan import (
     refresh_object_tokens,
     snapshot,
 )
+from ._warnings import warn
 from .exceptions import FitDataRequiredError, InvalidSampleError, UncachedWarning
 
 OUTPUT_DTYPES = ("float32", "float16")
@@ -467,9 +467,9 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         if getattr(self, "cache", None) is None:
             return None
         if plan.cache_refusal is not None:
-            warnings.warn(f"{type(self).__name__}: not caching: {plan.cache_refusal}. Features are computed "
-                          "every time; give a parameter whose identity can be established to use the cache.",
-                          UncachedWarning, stacklevel=4)
+            warn(f"{type(self).__name__}: not caching: {plan.cache_refusal}. Features are computed "
+                 "every time; give a parameter whose identity can be established to use the cache.",
+                 UncachedWarning)
             return None
         from .cache import resolve_cache
 

@@ -79,6 +79,10 @@ class CachePermissionWarning(UserWarning):
     """The cache folder or its database is writable by every user, who could plant or change entries."""
 
 
+class NetworkFilesystemWarning(UserWarning):
+    """The cache folder is on a network filesystem, where SQLite's file locking is unreliable."""
+
+
 class VectorFileError(SkfeaturizeError, ValueError):
     """A word-vector file cannot be used: the message names the file, the line (1-based) or row, and the
     cause (not a text file, a pickle, a row of the wrong width, a value that is not a finite number).

@@ -117,7 +117,8 @@ def check_cache_hit_equals_miss(featurizer, X, folder):
 
 
 def check_in_grid_search(featurizer, X, y, grid: dict):
-    """Inside ``Pipeline`` + ``GridSearchCV``: every setting is really computed (distinct scores)."""
+    """Inside ``Pipeline`` + ``GridSearchCV``: every setting is searched, and the refitted best pipeline
+    featurizes exactly as a fresh featurizer with the best parameters does."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
@@ -126,4 +127,7 @@ def check_in_grid_search(featurizer, X, y, grid: dict):
     search = GridSearchCV(pipe, {f"feat__{k}": v for k, v in grid.items()}, cv=2).fit(X, y)
     assert len(search.cv_results_["params"]) == int(np.prod([len(v) for v in grid.values()]))
     assert search.predict(X).shape == (len(X),)
+    best = {k.split("__", 1)[1]: v for k, v in search.best_params_.items()}
+    fresh = clone(featurizer).set_params(**best).fit(X, y).transform(X)
+    np.testing.assert_array_equal(search.best_estimator_.named_steps["feat"].transform(X), fresh)
     return search

@@ -3,6 +3,9 @@ what peers' users expect (PCA, dtype, partial_fit), feature names, the `layers -
 
 from __future__ import annotations
 
+import pathlib
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +14,7 @@ from sklearn.decomposition import PCA
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skfeaturize import ImageFeaturizer, LayerNotFoundError, TextFeaturizer, WordVectorFeaturizer
-from skfeaturize.exceptions import FitDataRequiredError
+from skfeaturize.exceptions import FitDataRequiredError, RefitRequiredError
 
 from .test_text import _save_tiny
 
@@ -98,12 +101,23 @@ def test_sif_on_one_document_is_an_error():
 
 # -- 11. PCA and dtype ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["image", "words"])
-def test_n_components_is_a_pca_fitted_on_the_training_features(kind, small_images):
+@pytest.fixture(scope="module")
+def tiny_text(tmp_path_factory):
+    return _save_tiny(tmp_path_factory.mktemp("first-hour-bert"))
+
+
+def _featurizer(kind, small_images, tiny_text, **params):
+    """One featurizer of each kind, with its training data."""
     if kind == "image":
-        base, X = ImageFeaturizer("timm:test_resnet", weights=None, layer=[1, -1]), small_images
-    else:
-        base, X = WordVectorFeaturizer(TOY), DOCS
+        return ImageFeaturizer("timm:test_resnet", weights=None, layer=[1, -1], **params), small_images
+    if kind == "text":
+        return TextFeaturizer(tiny_text, layer=[-2, -1], **params), DOCS
+    return WordVectorFeaturizer(TOY, **params), DOCS
+
+
+@pytest.mark.parametrize("kind", ["image", "text", "words"])
+def test_n_components_is_a_pca_fitted_on_the_training_features(kind, small_images, tiny_text):
+    base, X = _featurizer(kind, small_images, tiny_text)
     raw = base.fit(X).transform(X)
     f = base.set_params(n_components=3).fit(X)
     ref = PCA(n_components=3, svd_solver="full").fit(raw.astype(np.float64))
@@ -113,12 +127,13 @@ def test_n_components_is_a_pca_fitted_on_the_training_features(kind, small_image
         base.set_params(n_components=99).fit(X)
 
 
-def test_dtype_float16_returns_half_precision(small_images):
-    f = ImageFeaturizer("timm:test_resnet", weights=None, dtype="float16").fit([])
-    out = f.transform(small_images[:2])
-    ref = ImageFeaturizer("timm:test_resnet", weights=None).fit([]).transform(small_images[:2])
+@pytest.mark.parametrize("kind", ["image", "text", "words"])
+def test_dtype_float16_returns_half_precision(kind, small_images, tiny_text):
+    half, X = _featurizer(kind, small_images, tiny_text, dtype="float16")
+    full, _ = _featurizer(kind, small_images, tiny_text)
+    out = half.fit(X).transform(X[:2])
     assert out.dtype == np.float16 and out.flags.c_contiguous
-    np.testing.assert_array_equal(out, ref.astype(np.float16))
+    np.testing.assert_array_equal(out, full.fit(X).transform(X[:2]).astype(np.float16))
 
 
 # -- 12. partial_fit --------------------------------------------------------------------------------------
@@ -150,6 +165,48 @@ def test_partial_fit_of_a_pretrained_featurizer_validates_and_returns_self(small
         WordVectorFeaturizer(TOY, oov="learn").partial_fit(DOCS)
 
 
+def test_partial_fit_of_a_text_featurizer_checks_the_parameters_between_calls(tiny_text):
+    f = TextFeaturizer(tiny_text)
+    assert f.partial_fit(DOCS[:4]) is f and f.partial_fit(DOCS[4:]) is f
+    np.testing.assert_array_equal(f.transform(DOCS), TextFeaturizer(tiny_text).fit(DOCS).transform(DOCS))
+    f.set_params(pooling="max")
+    with pytest.raises(RefitRequiredError, match=r"pooling.*call fit\(\) again"):
+        f.partial_fit(DOCS[:2])
+    with pytest.raises(ValueError, match="n_components"):
+        TextFeaturizer(tiny_text, n_components=2).partial_fit(DOCS)
+
+
+# -- 3. reduced precision on the CPU ----------------------------------------------------------------------
+
+def test_reduced_precision_on_the_cpu_warns_and_auto_is_fp32(small_images):
+    with pytest.warns(UserWarning, match=r"precision='bf16' on the CPU is usually several times slower than "
+                                         r"fp32 and changes the numbers; use precision='auto'"):
+        f = ImageFeaturizer("timm:test_resnet", weights=None, precision="bf16", device="cpu").fit([])
+    assert f.precision_ == "bf16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ImageFeaturizer("timm:test_resnet", weights=None, device="cpu").fit([]).precision_ == "fp32"
+
+
+def test_the_bulk_guide_does_not_ask_for_bf16_on_the_cpu():
+    guide = (pathlib.Path(__file__).parents[1] / "docs" / "bulk.md").read_text(encoding="utf-8")
+    assert "precision: auto" in guide and "precision: bf16" not in guide
+
+
+# -- 10. every parameter validated ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [ImageFeaturizer, TextFeaturizer, WordVectorFeaturizer])
+def test_every_parameter_has_a_constraint(cls):
+    assert set(cls._parameter_constraints) == set(cls().get_params())
+
+
+def test_a_pooling_changed_after_fit_needs_a_refit_not_an_attribute_error():
+    f = WordVectorFeaturizer(TOY, pooling="mean").fit(DOCS).set_params(pooling="tfidf")
+    with pytest.raises(RefitRequiredError, match=r"pooling.*call fit\(\) again"):
+        f.transform(DOCS)  # 0.1: AttributeError: vocabulary_ (the live pooling, the fitted state)
+    assert f.fit(DOCS).transform(DOCS).shape == (len(DOCS), 5)
+
+
 # -- 14. feature names and the stages view ----------------------------------------------------------------
 
 def test_feature_names_show_the_resolved_pooling(small_images):
@@ -164,3 +221,17 @@ def test_layers_stages_view(capsys):
     assert main(["layers", "resnet50", "--stages", "--format", "csv"]) == 0
     table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
     assert list(table["name"]) == ["layer1", "layer2", "layer3", "layer4", "pre_logits"]
+
+
+def test_warnings_point_at_the_users_line(small_images):
+    """However deep inside skfeaturize (or a scikit-learn Pipeline) a warning starts, it names the caller's
+    file and line, so a user can see which of their calls it is about."""
+    from sklearn.pipeline import make_pipeline
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        bf16 = {"weights": None, "precision": "bf16", "device": "cpu"}
+        ImageFeaturizer("timm:test_resnet", **bf16).fit([])
+        make_pipeline(ImageFeaturizer("timm:test_resnet", **bf16)).fit([])
+    slow = [w for w in seen if "slower than fp32" in str(w.message)]
+    assert len(slow) == 2 and {w.filename for w in slow} == {__file__}, [(w.filename, w.lineno) for w in slow]

@@ -61,3 +61,15 @@ def test_a_missing_library_fails_at_first_use_with_the_install_hint(module, call
     import re
 
     assert re.search(message, out.stdout), out.stdout + out.stderr
+
+
+def test_every_public_error_and_warning_class_lives_in_exceptions():
+    import importlib
+
+    for name in ("skfeaturize", "skfeaturize.cache", "skfeaturize.jobs", "skfeaturize.selection",
+                 "skfeaturize.image", "skfeaturize.text", "skfeaturize.words"):
+        module = importlib.import_module(name)
+        for attr in module.__all__:
+            obj = getattr(module, attr)
+            if isinstance(obj, type) and issubclass(obj, (Exception, Warning)):
+                assert obj.__module__ == "skfeaturize.exceptions", (name, attr, obj.__module__)

@@ -117,3 +117,24 @@ def test_a_clip_vision_tower_is_not_guessed(small_images):
     with torch.inference_mode():
         ref = tower(pixel_values=_batch(f, small_images[:2])).pooler_output
     np.testing.assert_allclose(X, ref.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "test_vit"])
+def test_timm_early_layers_alone_stop_early_and_equal_forward_intermediates(small_images, name):
+    """Without pre_logits the taps take forward_intermediates' stop_early path: same numbers, and the
+    blocks after the last tap never run."""
+    f = ImageFeaturizer(f"timm:{name}", weights=None, layer=[0, 1], pooling="mean").fit([])
+    X = f.transform(small_images)
+    model = _model(f)
+    x = _batch(f, small_images)
+    with torch.inference_mode():
+        inter = model.forward_intermediates(x, indices=[0, 1], intermediates_only=True)
+    np.testing.assert_allclose(X, torch.cat([t.mean((2, 3)) for t in inter], 1).numpy(), atol=1e-5)
+    ran = []
+    last = model.layer4 if hasattr(model, "layer4") else model.blocks[-1]
+    hook = last.register_forward_hook(lambda *a: ran.append(1))
+    try:
+        f.transform(small_images[:1])
+    finally:
+        hook.remove()
+    assert not ran  # stop_early: the last stage is never computed for early taps

@@ -58,3 +58,43 @@ def test_transformers_noise_is_silenced_inside_skfeaturize_only(tmp_path, capfd,
     with caplog.at_level(logging.WARNING):
         tok("good movie " * 100)  # the user's own call still warns as transformers does
     assert "sequence length is longer" in caplog.text + capfd.readouterr().err
+
+
+class _Stream:
+    """A stream that says it is a terminal (or not) and reports a width (``os.get_terminal_size``)."""
+
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, []
+
+    def isatty(self):
+        return self.tty
+
+    def fileno(self):
+        return 2
+
+    def write(self, s):
+        self.text.append(s)
+
+    def flush(self):
+        pass
+
+
+def test_auto_progress_is_log_lines_without_a_terminal_or_its_width(monkeypatch):
+    from skfeaturize.jobs._progress import Progress
+
+    assert Progress(10, mode="auto", stream=_Stream(tty=False)).mode == "log"  # redirected to a file
+
+    def no_width(fd):
+        raise OSError("inappropriate ioctl for device")  # a terminal of width 0 (CI, a pseudo-tty)
+
+    monkeypatch.setattr(os, "get_terminal_size", no_width)
+    stream = _Stream(tty=True)
+    p = Progress(10, mode="auto", stream=stream, every=0.0)
+    assert p.mode == "log" and p.bar is None
+    p.batch(4)
+    line = "".join(stream.text)
+    assert "4/10" in line and "items/s" in line and "ETA" in line and "\r" not in line
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd: os.terminal_size((120, 40)))
+    bar = Progress(10, mode="auto", stream=_Stream(tty=True))
+    assert bar.mode == "bar"
+    bar.close()

@@ -435,3 +435,37 @@ def test_sentence_transformers_head_with_dense(tiny, tmp_path_factory, texts):
     g = clone(f).set_params(layer=[1, -1]).fit(texts)
     assert list(g.plan_.requests) == [("1", "mean"), ("2", "st")]
     assert g.transform(texts).shape == (len(texts), 48)
+
+
+@pytest.mark.parametrize("engine_path", ["packed", "padded"])
+def test_oom_backoff_with_two_layers_keeps_every_row_once(tiny, texts, engine_path, monkeypatch):
+    """An out-of-memory batch is retried in halves; with two layers requested, each row is scattered to its
+    own position (0.1 appended per request on retry and returned too many rows)."""
+    import torch
+
+    from skfeaturize.text import _engines
+
+    if engine_path == "padded":
+        monkeypatch.setattr(_engines, "can_pack", lambda rt, requests: False)
+    f = TextFeaturizer(tiny, layer=[-2, -1], batch_size=8).fit(texts)
+    ref = f.transform(texts)
+    real = TextFeaturizer._path
+    sizes = []
+
+    def flaky_path(self, plan, rt, requests, device):
+        forward, batches, module = real(self, plan, rt, requests, device)
+
+        def flaky(batch):
+            n = len(batch.windows) if hasattr(batch, "windows") else batch["input_ids"].shape[0]
+            sizes.append(n)
+            if n > 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return forward(batch)
+
+        return flaky, batches, module
+
+    monkeypatch.setattr(TextFeaturizer, "_path", flaky_path)
+    with pytest.warns(UserWarning, match="Out of memory .* retrying with batch size"):
+        out = f.transform(texts)
+    assert out.shape == ref.shape and sizes[0] > 2 and max(sizes[sizes.index(2):]) <= 2  # halved, then kept
+    np.testing.assert_allclose(out, ref, atol=1e-5)

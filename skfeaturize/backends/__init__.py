@@ -16,14 +16,7 @@ def image_backend(backbone, weights="DEFAULT"):
     name (torchvision first, then timm), or a ``torch.nn.Module`` (timm-like and torchvision models keep
     their libraries' layers; any other module gets FX nodes or hooks)."""
     if isinstance(backbone, str):
-        source, name = split_name(backbone)
-        if source == "torchvision":
-            from .torchvision import TorchvisionBackend
-
-            return TorchvisionBackend(name, weights)
-        from .timm import TimmBackend
-
-        return TimmBackend(name, weights)
+        return named_image_backend(*split_name(backbone), weights)
     import sys
 
     torch = sys.modules.get("torch")
@@ -41,6 +34,18 @@ def image_backend(backbone, weights="DEFAULT"):
     from .module import ModuleBackend
 
     return ModuleBackend(backbone)
+
+
+def named_image_backend(source: str, name: str, weights):
+    """The backend of a named model whose source is known (``split_name``'s answer, or a stored plan's):
+    no library is imported and no name is looked up, so a warm-cache ``fit`` stays light."""
+    if source == "torchvision":
+        from .torchvision import TorchvisionBackend
+
+        return TorchvisionBackend(name, weights)
+    from .timm import TimmBackend
+
+    return TimmBackend(name, weights)
 
 
 def split_name(backbone: str) -> tuple[str, str]:

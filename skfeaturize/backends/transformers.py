@@ -11,11 +11,11 @@ import json
 import logging
 import os
 import re
-import sys
 import threading
 import warnings
 from dataclasses import dataclass
 
+from .._warnings import warn
 from ..exceptions import WeightsNotFoundError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt")
@@ -25,7 +25,6 @@ IDENTITY_SUFFIXES = WEIGHT_SUFFIXES + (".json", ".txt", ".model", ".tiktoken")
 _HUB_ID = re.compile(r"\w[\w.-]*/[\w.-]*\w")
 """A bare ``org/name`` (huggingface_hub's repo id grammar): no ``./``, ``/``, ``~`` or trailing slash."""
 _SHADOW_WARNED: set[tuple[str, str]] = set()
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def is_local(model) -> bool:
@@ -49,15 +48,11 @@ def _warn_shadowed(hub_id: str) -> None:
     if (hub_id, folder) in _SHADOW_WARNED:
         return
     _SHADOW_WARNED.add((hub_id, folder))
-    frame, level = sys._getframe(0), 1  # point the warning at the first caller outside skfeaturize
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(
+    warn(
         f"model={hub_id!r} is both a Hugging Face hub id and a folder in the working directory: it resolved "
         f"to the local folder './{hub_id}' ({folder}), not the hub model. Write './{hub_id}' or an absolute "
         "path to mean the folder (no warning); to use the hub model, run from another directory or pass its "
-        f"downloaded snapshot folder, huggingface_hub.snapshot_download({hub_id!r}, revision=...).",
-        UserWarning, stacklevel=level)
+        f"downloaded snapshot folder, huggingface_hub.snapshot_download({hub_id!r}, revision=...).")
 
 
 def model_ref(model) -> str:
@@ -232,7 +227,6 @@ def _quantized(rt: Runtime) -> Runtime:
     """``rt`` with a dynamically int8-quantized copy of its encoder (and head)."""
     import copy
     import dataclasses
-    import warnings
 
     import torch
 

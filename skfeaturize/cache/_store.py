@@ -44,7 +44,6 @@ import sqlite3
 import stat
 import threading
 import time
-import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -53,7 +52,14 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..exceptions import CacheCorruptionWarning, CacheError, CachePermissionWarning, CacheWriteWarning
+from .._warnings import warn
+from ..exceptions import (
+    CacheCorruptionWarning,
+    CacheError,
+    CachePermissionWarning,
+    CacheWriteWarning,
+    NetworkFilesystemWarning,
+)
 from ._keys import _canonical
 
 try:  # POSIX: serialises moving a corrupt database aside between processes
@@ -135,10 +141,6 @@ CREATE TRIGGER IF NOT EXISTS entries_upd AFTER UPDATE OF nbytes ON entries BEGIN
     UPDATE stats SET nbytes = nbytes - OLD.nbytes + NEW.nbytes WHERE id = 0;
 END;
 """
-
-
-class NetworkFilesystemWarning(UserWarning):
-    """The cache folder is on a network filesystem, where SQLite's file locking is unreliable."""
 
 
 # Connections inherited across fork() must never be used *or closed* in the child (closing may checkpoint
@@ -516,26 +518,22 @@ class EmbeddingCache:
     def _warn_about_folder(self) -> None:
         fstype = network_filesystem(self.path)
         if fstype is not None:
-            warnings.warn(
+            warn(
                 f"Cache folder {self.path!r} is on a network filesystem ({fstype}), where SQLite's file "
                 "locking is unreliable: concurrent processes may corrupt the cache. Use a folder on a local "
                 "disk (e.g. cache='/tmp/skfeaturize-cache' or a node-local scratch directory).",
-                NetworkFilesystemWarning,
-                stacklevel=5,
-            )
+                NetworkFilesystemWarning)
         shared = _shared_writable(self.path, self.db_path)
         if shared and "shared" not in self._warned:
             self._warned.add("shared")  # once per instance, like the write warnings
-            warnings.warn(
+            warn(
                 f"Cache {self.path!r}: {' and '.join(shared)} {'is' if len(shared) == 1 else 'are'} writable "
                 "by every user of this machine. "
                 "Another user could plant or change entries, and the entries' CRC-32 checksums are no "
                 "defence against that (anyone can compute a valid checksum for a wrong vector). Make it "
                 f"private: chmod o-w {self.path!r} (and the files in it), or use a folder only you can "
                 "write, e.g. cache='~/.cache/skfeaturize'.",
-                CachePermissionWarning,
-                stacklevel=5,
-            )
+                CachePermissionWarning)
 
     def _open_rw(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -552,12 +550,10 @@ class EmbeddingCache:
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             mode = self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
             if str(mode).lower() != "wal":
-                warnings.warn(
+                warn(
                     f"Cache {self.db_path!r} could not switch to WAL mode (got {mode!r}); readers will block "
                     "writers. Use a folder on a local disk.",
-                    NetworkFilesystemWarning,
-                    stacklevel=5,
-                )
+                    NetworkFilesystemWarning)
             conn.execute("PRAGMA synchronous = NORMAL")  # see the class docstring for why not FULL
             conn.execute("PRAGMA recursive_triggers = ON")  # REPLACE's implicit delete fires entries_del
             conn.execute("PRAGMA journal_size_limit = 67108864")  # truncate the WAL back to 64 MiB
@@ -630,13 +626,11 @@ class EmbeddingCache:
             self._off_corrupt(exc, f"it cannot be moved aside ({e.strerror})")
             return False
         self._file_id = None
-        warnings.warn(
+        warn(
             f"Cache file {self.db_path!r} is corrupt ({exc}). Moved it (with its -wal/-shm files, if any) to "
             f"{dest!r} and started an empty cache in its place: its vectors will be recomputed. Delete the "
             "moved file once you no longer need it.",
-            CacheCorruptionWarning,
-            stacklevel=5,
-        )
+            CacheCorruptionWarning)
         return True
 
     def _off_corrupt(self, exc: BaseException, why: str) -> None:
@@ -645,13 +639,11 @@ class EmbeddingCache:
         if "corrupt" in self._warned:
             return
         self._warned.add("corrupt")
-        warnings.warn(
+        warn(
             f"Cache file {self.db_path!r} is corrupt ({exc}) and {why}. The cache is off in this process: "
             "every lookup is a miss and computed vectors are returned but not stored. Remedy: move or delete "
             f"{self.db_path!r} and its -wal/-shm files, or pass another cache folder.",
-            CacheCorruptionWarning,
-            stacklevel=5,
-        )
+            CacheCorruptionWarning)
 
     def _corrupt_in_use(self, exc: BaseException) -> None:
         """The open database turned out corrupt: move it aside (read-write) or switch off (read-only)."""
@@ -696,12 +688,10 @@ class EmbeddingCache:
             "the cache is off in this process: every lookup is a miss and computed vectors are returned but "
             "not stored" if off else f"{n} computed vector(s) were returned but not stored"
         )
-        warnings.warn(
+        warn(
             f"Cache {self.db_path!r}: {what} ({detail}); {consequence}. {advice} "
             "(This warning is shown once per cache and cause.)",
-            CacheWriteWarning,
-            stacklevel=4,
-        )
+            CacheWriteWarning)
 
     @staticmethod
     def _retry(fn, attempts: int = 20):
@@ -914,13 +904,11 @@ class EmbeddingCache:
     def _drop_corrupt(self, conn: sqlite3.Connection, namespace: str, corrupt: list[tuple[int, int, str]]):
         names = ", ".join(repr(k) for _, _, k in corrupt[:5]) + (" ..." if len(corrupt) > 5 else "")
         done = "Deleted" if self._mode == "rw" else "Left in place (the cache is read-only), skipped"
-        warnings.warn(
+        warn(
             f"{len(corrupt)} corrupt cache entr{'y' if len(corrupt) == 1 else 'ies'} in {self.db_path!r} "
             f"(namespace {namespace!r}, key {names}): checksum, dim or length mismatch. {done}; they will "
             "be recomputed. If this repeats, check the disk, or delete the cache folder.",
-            CacheCorruptionWarning,
-            stacklevel=5,
-        )
+            CacheCorruptionWarning)
         if self._mode == "rw":  # by rowid *and* checksum: if another process rewrote the entry, keep that
             self._best_effort(conn, lambda c: c.executemany(
                 "DELETE FROM entries WHERE rowid = ? AND checksum = ?", [(r, c_) for r, c_, _ in corrupt]
@@ -1261,13 +1249,11 @@ class EmbeddingCache:
 def _warn_non_finite(namespace: str, keys: list[str], finite: np.ndarray) -> None:
     bad = np.flatnonzero(~finite)
     shown = ", ".join(f"{i} ({keys[i]!r:.50})" for i in bad[:5]) + (" ..." if len(bad) > 5 else "")
-    warnings.warn(
+    warn(
         f"put_many: {len(bad)} of {len(keys)} row(s) for namespace {namespace!r} hold NaN or inf and were "
         f"not stored (row (key): {shown}); the cache never serves a non-finite vector. The other rows were "
         "stored.",
-        RuntimeWarning,
-        stacklevel=3,
-    )
+        RuntimeWarning)
 
 
 def _description_json(description: Mapping[str, Any] | None) -> str:

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._optional import import_optional
+from .._warnings import warn
 from ..exceptions import (
     CacheCorruptionWarning,
     EngineExportError,
@@ -528,8 +529,7 @@ def _read_cached(path: Path, key: str) -> tuple[bytes | None, dict | None]:
     except (FileNotFoundError, NotADirectoryError):
         return None, None
     except OSError as e:
-        warnings.warn(f"Cannot read the cached ONNX model {str(path)!r} ({e}); exporting it again.",
-                      stacklevel=3)
+        warn(f"Cannot read the cached ONNX model {str(path)!r} ({e}); exporting it again.")
         return None, None
     try:
         proto = onnx.load_from_string(data)
@@ -538,11 +538,10 @@ def _read_cached(path: Path, key: str) -> tuple[bytes | None, dict | None]:
         if meta.get(_META + "key") != key:
             raise ValueError(f"it was written for key {meta.get(_META + 'key')!r}")
     except Exception as e:  # noqa: BLE001 - truncated protobuf, checker error, foreign file: all "damaged"
-        warnings.warn(
+        warn(
             f"The cached ONNX model {str(path)!r} is damaged ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:200] if str(e) else ''}); exporting it again.",
-            CacheCorruptionWarning, stacklevel=3,
-        )
+            CacheCorruptionWarning)
         with contextlib.suppress(OSError):
             path.unlink()
         return None, None
@@ -564,8 +563,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp = None
         _fsync_dir(path.parent)
     except OSError as e:
-        warnings.warn(f"Could not store the ONNX model in {str(path.parent)!r} ({e}); it will be exported "
-                      "again next time.", stacklevel=3)
+        warn(f"Could not store the ONNX model in {str(path.parent)!r} ({e}); it will be exported "
+             "again next time.")
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):

@@ -327,12 +327,10 @@ class ImageFeaturizer(BaseFeaturizer):
                 "backend": {"source": b.source, "name": b.name, "weights": weights}}
 
     def _restore_fitted(self, fitted: dict) -> None:
-        spec = fitted.pop("backend")
-        if spec["source"] == "torchvision":
-            from ..backends.torchvision import TorchvisionBackend as backend_class
-        else:
-            from ..backends.timm import TimmBackend as backend_class
-        self.backend_ = backend_class(spec["name"], spec["weights"])
+        from ..backends import named_image_backend
+
+        spec = fitted.pop("backend")  # a stored plan names its backbone (a module's plan is never stored)
+        self.backend_ = named_image_backend(spec["source"], spec["name"], spec["weights"])
         for k, v in fitted.items():
             setattr(self, k, v)
 

@@ -35,11 +35,11 @@ Departures from the reference code, each deliberate:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from .._warnings import warn
 from ..exceptions import TransferabilityError
 
 _EPS = np.finfo(np.float64).eps
@@ -353,12 +353,11 @@ def _fixed_point(sigma, x2, residual, n, tol, max_iter, accelerate=True):
             u[index] = np.where(done, u1, _extrapolate(u0, u1, u2, target, low, high))
         active[index[done]] = False
     if active.any():
-        warnings.warn(
+        warn(
             f"LogME's fixed-point iteration did not converge in max_iter={max_iter} steps for "
             f"{int(active.sum())} of {active.size} target(s); their evidence may be slightly low. "
             "Increase max_iter or tol.",
-            _convergence_warning(), stacklevel=3,
-        )
+            _convergence_warning())
     return np.exp(u), n_iter, ~active
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._plan import Plan, Request
+from .._warnings import warn
 from ..base import OUTPUT_DTYPES, BaseFeaturizer, as_sample_list
 from ..cache import EmbeddingCache
 from ..exceptions import FitDataRequiredError, InvalidSampleError
@@ -428,10 +428,10 @@ class WordVectorFeaturizer(BaseFeaturizer):
         top = ", ".join(repr(w) for w, _ in self.oov_tokens_[:8])
         hint = " (the table looks lowercased: try lowercase=True)" if not self.lowercase and any(
             w[:1].isupper() for w, _ in self.oov_tokens_[:8]) else ""
-        warnings.warn(f"{self.oov_rate_:.1%} of the training tokens are not in {self.vectors_name_!r} "
-                      f"(more than {OOV_WARN_RATE:.0%}); most frequent: {top}{hint}. Check the tokenizer "
-                      "and lowercase settings, or use an oov policy such as 'subword', 'hash' or 'learn'. "
-                      "oov_stats(X) reports any data's OOV rate.", UserWarning, stacklevel=5)
+        warn(f"{self.oov_rate_:.1%} of the training tokens are not in {self.vectors_name_!r} "
+             f"(more than {OOV_WARN_RATE:.0%}); most frequent: {top}{hint}. Check the tokenizer "
+             "and lowercase settings, or use an oov policy such as 'subword', 'hash' or 'learn'. "
+             "oov_stats(X) reports any data's OOV rate.", UserWarning)
 
     def _plan(self, table) -> Plan:
         requests = [Request("words", self.pooling)]
