@@ -55,7 +55,7 @@ else:
     paths = list(_walk(folder, IMAGE_EXTENSIONS))
     X = ImageFeaturizer(backbone, weights=None).fit().transform(paths)
     np.save(out, X)
-print(json.dumps({{"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print("RESULT " + json.dumps({{"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "seconds": time.perf_counter() - t}}))
 """
 
@@ -65,7 +65,8 @@ def child(mode: str, folder: Path, out: Path, backbone: str) -> dict:
     r = subprocess.run([sys.executable, "-c", code, mode, str(folder), str(out), backbone],
                        capture_output=True, text=True, check=True,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    # Ray forwards its workers' output to this stdout too: the result is the line that says so
+    return json.loads(next(ln for ln in r.stdout.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""Warnings that point at the user's line: the first frame outside skfeaturize (and scikit-learn, whose
-``Pipeline`` and ``set_output`` wrappers call our methods), however deep inside the library they start."""
+"""Warnings that point at the user's line: the first frame outside skfeaturize and the libraries that call
+our methods for the user (scikit-learn's ``Pipeline``, ``set_output`` and search wrappers, joblib's
+sequential backend, ``contextlib``), however deep inside the library a warning starts."""
 
 from __future__ import annotations
 
@@ -7,19 +8,27 @@ import os
 import sys
 import warnings
 
-_SKIP = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-              for m in (sys.modules[__name__.rpartition(".")[0]],))
+_PACKAGE = os.path.dirname(os.path.abspath(sys.modules[__name__.rpartition(".")[0]].__file__)) + os.sep
+_CALLERS = ("sklearn", "joblib")  # their frames between the user's call and ours
 
 
 def _skipped(filename: str) -> bool:
-    if filename.startswith(_SKIP):
+    # co_filename keeps the form the module was imported under (a relative sys.path entry gives
+    # '/x/../skfeaturize/...'), so normalise before comparing; frozen and importlib frames are skipped too
+    if filename.startswith("<frozen"):
         return True
-    sklearn = sys.modules.get("sklearn")
-    return sklearn is not None and filename.startswith(os.path.dirname(sklearn.__file__) + os.sep)
+    path = os.path.abspath(filename)
+    if path.startswith(_PACKAGE) or path == os.path.abspath(sys.modules["contextlib"].__file__):
+        return True
+    for name in _CALLERS:
+        module = sys.modules.get(name)
+        if module is not None and path.startswith(os.path.dirname(os.path.abspath(module.__file__)) + os.sep):
+            return True
+    return False
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` with the ``stacklevel`` of the first caller outside skfeaturize and scikit-learn."""
+    """``warnings.warn`` with the ``stacklevel`` of the first caller outside skfeaturize and its callers."""
     frame, level = sys._getframe(1), 2
     while frame is not None and _skipped(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1

@@ -123,7 +123,8 @@ def test_a_clip_vision_tower_is_not_guessed(small_images):
 def test_timm_early_layers_alone_stop_early_and_equal_forward_intermediates(small_images, name):
     """Without pre_logits the taps take forward_intermediates' stop_early path: same numbers, and the
     blocks after the last tap never run."""
-    f = ImageFeaturizer(f"timm:{name}", weights=None, layer=[0, 1], pooling="mean").fit([])
+    f = ImageFeaturizer(f"timm:{name}", weights=None, layer=[0, 1], pooling="mean", device="cpu",
+                        precision="fp32").fit([])
     X = f.transform(small_images)
     model = _model(f)
     x = _batch(f, small_images)

@@ -84,8 +84,11 @@ def test_auto_progress_is_log_lines_without_a_terminal_or_its_width(monkeypatch)
 
     assert Progress(10, mode="auto", stream=_Stream(tty=False)).mode == "log"  # redirected to a file
 
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd: os.terminal_size((0, 0)))  # a pseudo-tty in CI
+    assert Progress(10, mode="auto", stream=_Stream(tty=True)).mode == "log"
+
     def no_width(fd):
-        raise OSError("inappropriate ioctl for device")  # a terminal of width 0 (CI, a pseudo-tty)
+        raise OSError("inappropriate ioctl for device")  # a terminal whose size cannot be read
 
     monkeypatch.setattr(os, "get_terminal_size", no_width)
     stream = _Stream(tty=True)
