@@ -25,14 +25,30 @@ DOCS = ["the anarchist society", "what is property", "anarchism is a term", "it 
 
 # -- 7. errors that point to the fix --------------------------------------------------------------------
 
-def test_a_hugging_face_folder_given_to_the_image_featurizer_suggests_text(tmp_path):
+def test_a_hugging_face_folder_given_to_the_image_featurizer_suggests_text(tmp_path, capsys):
     folder = _save_tiny(tmp_path / "bert")
     with pytest.raises(ValueError, match=r"is a Hugging Face model folder .* TextFeaturizer .*--featurizer "
                                          r"text"):
         ImageFeaturizer(folder).fit([])
     from skfeaturize.cli import main
 
+    capsys.readouterr()
     assert main(["layers", folder]) == 1
+    assert "--featurizer text" in capsys.readouterr().err
+    (tmp_path / "imgs").mkdir()
+    out = str(tmp_path / "out.parquet")
+    assert main(["embed", str(tmp_path / "imgs"), "--out", out, "--model", folder]) == 1
+    err = capsys.readouterr().err
+    assert "Hugging Face model folder" in err and "--featurizer text" in err and "Traceback" not in err
+
+
+def test_the_text_layers_view_has_a_stages_only_form(tmp_path, capsys):
+    from skfeaturize.cli import main
+
+    folder = _save_tiny(tmp_path / "bert")
+    assert main(["layers", folder, "--featurizer", "text", "--stages", "--format", "csv"]) == 0
+    rows = [line.split(",")[0] for line in capsys.readouterr().out.strip().splitlines()[1:]]
+    assert rows == [str(i) for i in range(len(rows))] and len(rows) >= 2  # hidden states 0..L
 
 
 def test_device_is_validated_with_the_allowed_values():
