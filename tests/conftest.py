@@ -56,3 +56,55 @@ def image_files(tmp_path_factory, small_images):
         Image.fromarray(a).save(p, quality=92)
         paths.append(str(p))
     return paths
+
+
+# -- counting forward passes (tests prove "one backbone pass per sample" with these) --------------------
+
+@pytest.fixture
+def image_passes(monkeypatch):
+    """Counts the images that go through an image backbone's forward pass."""
+    from skfeaturize import ImageFeaturizer
+
+    seen = {"samples": 0}
+    real = ImageFeaturizer._run_taps
+
+    def counting(taps, x, layers):
+        seen["samples"] += x.shape[0]
+        return real(taps, x, layers)
+
+    monkeypatch.setattr(ImageFeaturizer, "_run_taps", staticmethod(counting))
+    return seen
+
+
+def text_batch_size(batch) -> int:
+    """Token windows in one text-engine batch: packed windows, or a padded ``input_ids`` batch."""
+    return len(batch.windows) if hasattr(batch, "windows") else batch["input_ids"].shape[0]
+
+
+def wrap_text_forward(monkeypatch, wrap):
+    """Replace every TextFeaturizer engine path's ``forward`` with ``wrap(forward)``."""
+    from skfeaturize import TextFeaturizer
+
+    real = TextFeaturizer._path
+
+    def wrapped(self, plan, rt, requests, device):
+        forward, batches, module = real(self, plan, rt, requests, device)
+        return wrap(forward), batches, module
+
+    monkeypatch.setattr(TextFeaturizer, "_path", wrapped)
+
+
+@pytest.fixture
+def text_passes(monkeypatch):
+    """Counts the token windows that go through a text encoder's forward pass."""
+    seen = {"samples": 0}
+
+    def counting(forward):
+        def counted(batch):
+            seen["samples"] += text_batch_size(batch)
+            return forward(batch)
+
+        return counted
+
+    wrap_text_forward(monkeypatch, counting)
+    return seen

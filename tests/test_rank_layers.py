@@ -46,40 +46,6 @@ def tiny_image():
     return ImageFeaturizer("timm:test_resnet", weights=None, device="cpu", batch_size=8)
 
 
-@pytest.fixture
-def image_passes(monkeypatch):
-    """Counts the images that go through an image backbone's forward pass."""
-    seen = {"samples": 0}
-    real = ImageFeaturizer._run_taps
-
-    def counting(taps, x, layers):
-        seen["samples"] += x.shape[0]
-        return real(taps, x, layers)
-
-    monkeypatch.setattr(ImageFeaturizer, "_run_taps", staticmethod(counting))
-    return seen
-
-
-@pytest.fixture
-def text_passes(monkeypatch):
-    """Counts the token windows that go through a text encoder's forward pass."""
-    seen = {"samples": 0}
-    real = TextFeaturizer._path
-
-    def counting(self, plan, rt, requests, device):
-        forward, batches, module = real(self, plan, rt, requests, device)
-
-        def counted(batch):  # packed windows, or a padded batch
-            packed = hasattr(batch, "windows")
-            seen["samples"] += len(batch.windows) if packed else batch["input_ids"].shape[0]
-            return forward(batch)
-
-        return counted, batches, module
-
-    monkeypatch.setattr(TextFeaturizer, "_path", counting)
-    return seen
-
-
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     return _save_tiny(tmp_path_factory.mktemp("tiny-bert-rank"))

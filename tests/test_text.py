@@ -25,6 +25,8 @@ from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
 from skfeaturize import InvalidSampleError, LayerNotFoundError, WeightsNotFoundError  # noqa: E402
 from skfeaturize.text import TextFeaturizer  # noqa: E402
 
+from .conftest import text_batch_size, wrap_text_forward  # noqa: E402
+
 WORDS = ("the a movie film is was good bad great awful funny boring plot actor story and but not very "
          "it this that of to in with for too so long short").split()
 
@@ -449,22 +451,18 @@ def test_oom_backoff_with_two_layers_keeps_every_row_once(tiny, texts, engine_pa
         monkeypatch.setattr(_engines, "can_pack", lambda rt, requests: False)
     f = TextFeaturizer(tiny, layer=[-2, -1], batch_size=8).fit(texts)
     ref = f.transform(texts)
-    real = TextFeaturizer._path
     sizes = []
 
-    def flaky_path(self, plan, rt, requests, device):
-        forward, batches, module = real(self, plan, rt, requests, device)
-
-        def flaky(batch):
-            n = len(batch.windows) if hasattr(batch, "windows") else batch["input_ids"].shape[0]
-            sizes.append(n)
-            if n > 2:
+    def flaky(forward):
+        def run(batch):
+            sizes.append(text_batch_size(batch))
+            if sizes[-1] > 2:
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             return forward(batch)
 
-        return flaky, batches, module
+        return run
 
-    monkeypatch.setattr(TextFeaturizer, "_path", flaky_path)
+    wrap_text_forward(monkeypatch, flaky)
     with pytest.warns(UserWarning, match="Out of memory .* retrying with batch size"):
         out = f.transform(texts)
     assert out.shape == ref.shape and sizes[0] > 2 and max(sizes[sizes.index(2):]) <= 2  # halved, then kept
