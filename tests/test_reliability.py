@@ -16,7 +16,6 @@ import pathlib
 import random
 import re
 import signal
-import string
 import time
 import traceback
 import warnings
@@ -42,7 +41,7 @@ from skfeaturize import (
 from skfeaturize.backends.transformers import is_local, model_ref
 from skfeaturize.cache import EmbeddingCache
 
-from .test_text import WORDS
+from .test_text import _save_tiny
 
 TOY_VEC = datapath("toy-model.vec")
 DOCS = ["the anarchist society", "what is property", "an anarchist is", "it is the term"]
@@ -67,24 +66,9 @@ def _make(scale):
 
 
 def _save_bert(folder: pathlib.Path, *, seed: int = 0, cased: bool = False) -> str:
-    """A tiny random BERT (hidden 32, 2 blocks) with a vocabulary built in code. ``cased``: no lowercasing
-    and no accent stripping, and pieces for "café" composed (one token) and decomposed ("cafe" + U+0301)."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + list(WORDS)
-    vocab += ["caf\u00e9", "cafe", "##\u0301"]
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(vocab))}
-    tok = BertTokenizer(vocab=vocab, do_lower_case=not cased)
-    tok.model_max_length = 64
-    tok.save_pretrained(folder)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=37, max_position_embeddings=64)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        BertModel(cfg).save_pretrained(folder)
-    return str(folder)
+    """The tiny BERT of test_text with pieces for "café" composed (one token) and decomposed ("cafe" +
+    U+0301); ``cased``: no lowercasing and no accent stripping."""
+    return _save_tiny(folder, seed=seed, cased=cased, extra_vocab=("caf\u00e9", "cafe", "##\u0301"))
 
 
 @pytest.fixture(scope="module")

@@ -55,24 +55,27 @@ def minilm_path():
     return os.path.join(root, "model")
 
 
-def _save_tiny(folder: pathlib.Path, padding_side: str = "right") -> str:
+def _save_tiny(folder: pathlib.Path, padding_side: str = "right", *, seed: int = 0, cased: bool = False,
+               extra_vocab: tuple = ()) -> str:
+    """A tiny random BERT (hidden 32, 2 blocks, seeded) with a vocabulary built in code: characters, their
+    ``##`` pieces and WORDS. ``cased``: no lowercasing or accent stripping; ``extra_vocab``: more tokens."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + list(WORDS)
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(vocab))}
-    tok = BertTokenizer(vocab=vocab, do_lower_case=True)
-    assert tok.tokenize("good movie") == ["good", "movie"]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(vocab + list(extra_vocab)))}
+    tok = BertTokenizer(vocab=vocab, do_lower_case=not cased)
+    if not cased:
+        assert tok.tokenize("good movie") == ["good", "movie"]
     tok.padding_side = padding_side
     tok.model_max_length = 64
     tok.save_pretrained(folder)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                      num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
-    fork = torch.random.fork_rng(devices=[])
-    with fork:
-        torch.manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         model = BertModel(cfg)
     model.save_pretrained(folder)
     return str(folder)
