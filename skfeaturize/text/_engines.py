@@ -102,13 +102,15 @@ def padded_batches(tokenizer, windows: list, order: np.ndarray, size: int):
         yield idx, {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
-def packed_forward(net, requests):
+def packed_forward(net, requests, budget: int):
+    """One packed row per batch: ``budget`` is the token limit ``packed_batches`` cut the batch to, so a
+    batch the runner halves after an out-of-memory error is a row half as long."""
     from ..engines import packed_hidden_states
 
     layers = sorted({int(r.layer) for r in requests})
 
     def forward(batch: WindowBatch):
-        states = packed_hidden_states(net, batch.windows, layers)
+        states = packed_hidden_states(net, batch.windows, layers, max_tokens=budget)
         return {r: states.pool(states.layers.index(int(r.layer)), r.pooling) for r in requests}
 
     return forward

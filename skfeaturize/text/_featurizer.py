@@ -462,8 +462,8 @@ class TextFeaturizer(BaseFeaturizer):
             return forward, lambda w, o, run: E.padded_batches(rt.tokenizer, w, o, run.load_size), None
         if E.can_pack(rt, requests):
             budget = _nominal(self.batch_size) * E.TOKENS_PER_BATCH
-            return (E.packed_forward(rt.net, requests), lambda w, o, run: E.packed_batches(w, o, budget),
-                    rt.net)
+            batches = lambda w, o, run: E.packed_batches(w, o, budget)  # noqa: E731
+            return E.packed_forward(rt.net, requests, budget), batches, rt.net
         taps = E.taps_for(rt, requests, self.n_layers_)
         return (E.padded_forward(taps, requests),
                 lambda w, o, run: E.padded_batches(rt.tokenizer, w, o, run.load_size), rt.net)
