@@ -274,8 +274,13 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         plan = self._checked_plan()
         samples = self._check_input(X)
         requests = self._requested(plan, layers, poolings)
-        self._features(plan, samples, requests, [])
-        return self
+        cache = self._cache(plan)
+        if cache is None:  # the plan refuses the cache (and _cache said why): nothing could be kept
+            return self
+        unique = list(self._unique_keys(samples)[1])
+        if any(len(cache.stored_keys(plan.namespace(r), unique)) < len(unique) for r in requests):
+            self._features(plan, samples, requests, [])  # runs the misses only, names samples by index
+        return self  # warm: one key lookup per request, no vector read or check (transform does that)
 
     def content_key(self, sample, index: int = 0) -> str:
         """The cache key of one sample's content: equal keys mean the same input to the model.
@@ -481,10 +486,7 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         if cache is None:
             computed = self._compute_checked(plan, samples, requests, list(range(len(samples))))
             return {r: computed[r] for r in requests}
-        keys = [self._sample_key(s, i) for i, s in enumerate(samples)]
-        first = {}
-        for i, k in enumerate(keys):
-            first.setdefault(k, i)
+        keys, first = self._unique_keys(samples)
         unique = list(first)
         found = {r: cache.get_many(plan.namespace(r), unique) for r in requests}
         missing = [k for k in unique if any(k not in found[r] for r in requests)]
@@ -498,6 +500,14 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
                 if r in found:
                     found[r].update(zip(missing, block, strict=True))
         return {r: np.stack([found[r][k] for k in keys]).astype(np.float32, copy=False) for r in requests}
+
+    def _unique_keys(self, samples: list) -> tuple[list, dict]:
+        """Each sample's cache key, and each distinct key's first sample index (duplicates run once)."""
+        keys = [self._sample_key(s, i) for i, s in enumerate(samples)]
+        first = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        return keys, first
 
     def _compute_checked(self, plan: Plan, samples: list, requests: list, indices: list) -> dict:
         """``_compute``, then two guarantees: every block has the planned width, and no non-finite row is

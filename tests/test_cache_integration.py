@@ -53,6 +53,24 @@ def test_grid_search_after_precompute_runs_backbone_once_per_sample(tmp_path, la
     assert count_image_forwards["samples"] == len(X)  # 18 params × 5 folds + refit: all hits
 
 
+def test_precompute_on_a_warm_cache_reads_no_vector_and_fills_only_what_is_missing(
+        tmp_path, labelled_images, count_image_forwards, monkeypatch):
+    X, _ = labelled_images
+    f = ImageFeaturizer("timm:test_resnet", weights=None, cache=str(tmp_path / "c"))
+    f.precompute(X[:10], layers=["layer1", -1], poolings=["avg", "max"])
+    reads = []
+    monkeypatch.setattr(EmbeddingCache, "get_many", lambda self, ns, keys, _get=EmbeddingCache.get_many:
+                        reads.append(len(keys)) or _get(self, ns, keys))
+    f.precompute(X[:10], layers=["layer1", -1], poolings=["avg", "max"])
+    assert reads == [] and count_image_forwards["samples"] == 10
+    f.precompute(X, layers=["layer1", -1], poolings=["avg", "max"])  # 10 more samples: only they run
+    assert count_image_forwards["samples"] == len(X)
+    expected = clone(f).set_params(cache=None, layer="layer1", pooling="max").fit_transform(X)
+    cached = clone(f).set_params(layer="layer1", pooling="max").fit_transform(X)
+    np.testing.assert_array_equal(cached, expected)
+    assert count_image_forwards["samples"] == 2 * len(X)  # the uncached reference; the cached one: all hits
+
+
 def test_grid_search_with_multi_layer_tap_fills_everything_on_first_pass(tmp_path, labelled_images,
                                                                           count_image_forwards):
     X, y = labelled_images

@@ -82,6 +82,17 @@ def test_get_many_returns_only_hits_and_accepts_many_keys(tmp_path):
     assert cache.get_many(NS, []) == {}
 
 
+def test_stored_keys_says_which_keys_have_entries_without_reading_them(tmp_path, monkeypatch):
+    cache = EmbeddingCache(tmp_path)
+    keys = _keys_for(1800)  # more than one SQL chunk
+    cache.put_many(NS, keys[::3], _vectors(600, 8))
+    monkeypatch.setattr(EmbeddingCache, "_decode", lambda *a: pytest.fail("stored_keys decoded a vector"))
+    assert cache.stored_keys(NS, keys) == set(keys[::3])
+    assert cache.stored_keys("other-namespace", keys) == set() and cache.stored_keys(NS, []) == set()
+    with pytest.raises(TypeError, match="stored_keys: keys must be a sequence of str"):
+        cache.stored_keys(NS, "k0")
+
+
 def test_float16_storage_equals_roundtrip_and_is_smaller(tmp_path):
     v = _vectors(400, 1280, seed=1)
     f32 = EmbeddingCache(tmp_path / "f32")

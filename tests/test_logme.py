@@ -265,6 +265,89 @@ def test_scaling_the_features_leaves_the_score_unchanged(n, d):
         assert logme(c * F, y) == pytest.approx(base, abs=1e-10)
 
 
+# ----------------------------------------------------------------------- intercept and standardisation
+
+
+def complement_of_ones(n):
+    """An orthonormal basis (n x (n - 1)) of the vectors orthogonal to the constant vector."""
+    H = np.eye(n) - 1.0 / n
+    return np.linalg.qr(H)[0][:, : n - 1]
+
+
+@pytest.mark.parametrize("n, d", SHAPES + [(30, 29), (30, 30)])
+@pytest.mark.parametrize("regression", [False, True])
+def test_the_intercept_is_the_papers_logme_of_the_data_projected_off_the_constant(n, d, regression):
+    """A flat prior on an intercept, integrated out, leaves the evidence of the n - 1 directions orthogonal
+    to the constant vector: fit_intercept=True must equal the paper's LogME of Q^T F and Q^T y there."""
+    rng = np.random.default_rng(n + d)
+    F, labels = informative(rng, n, d)
+    F += rng.uniform(-3, 3, d)  # column means the intercept must absorb
+    y = (F[:, :3] @ [1.0, -2.0, 0.5] + 4.0 + rng.standard_normal(n)) if regression else labels
+    Q = complement_of_ones(n)
+    Y = y.reshape(n, 1) if regression else one_hot(labels)
+    expected = logme_details(Q.T @ F, Q.T @ Y, regression=True)
+    got = logme_details(F, y, regression=regression, fit_intercept=True)
+    np.testing.assert_allclose(got.evidence, expected.evidence, rtol=1e-9, atol=1e-9)
+    assert got.score == pytest.approx(expected.score, abs=1e-9)
+    assert got.n_samples == n and got.fit_intercept and not got.standardize
+
+
+@pytest.mark.parametrize("n, d", SHAPES)
+def test_with_an_intercept_shifting_a_feature_or_the_target_changes_nothing(n, d):
+    rng = np.random.default_rng(3)
+    F, _ = informative(rng, n, d)
+    y = F[:, 0] - F[:, 1] + rng.standard_normal(n)
+    base = logme(F, y, regression=True, fit_intercept=True)
+    shifted = F + rng.uniform(-50, 50, d)
+    assert logme(shifted, y + 7.0, regression=True, fit_intercept=True) == pytest.approx(base, abs=1e-8)
+    assert abs(logme(shifted, y + 7.0, regression=True) - logme(F, y, regression=True)) > 0.01  # paper's
+
+
+@pytest.mark.parametrize("n, d", SHAPES)
+def test_standardize_makes_the_score_blind_to_each_features_scale(n, d):
+    rng = np.random.default_rng(4)
+    F, y = informative(rng, n, d)
+    scales = 10.0 ** rng.uniform(-4, 4, d)
+    for intercept in (False, True):
+        base = logme(F, y, standardize=True, fit_intercept=intercept)
+        scaled = logme(F * scales, y, standardize=True, fit_intercept=intercept)
+        assert scaled == pytest.approx(base, abs=1e-9)
+    assert abs(logme(F * scales, y) - logme(F, y)) > 0.005  # the paper's LogME is not (0.008 at d > n)
+
+
+def test_both_options_are_logme_after_standard_scaler_with_centred_targets():
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(5)
+    F, y = informative(rng, 200, 50)
+    F = F * rng.uniform(0.1, 10, 50) + rng.uniform(-5, 5, 50)
+    Z, Y = StandardScaler().fit_transform(F), one_hot(y)
+    Q = complement_of_ones(200)
+    expected = logme(Q.T @ Z, Q.T @ Y, regression=True)
+    assert logme(F, y, standardize=True, fit_intercept=True) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_constant_feature_stays_invisible_when_standardised(dtype):
+    """A constant column (here 3.7, whose float mean does not round back to exactly 3.7) is left at the scale
+    1, as StandardScaler does, instead of its rounding noise being blown up to a unit-variance feature."""
+    rng = np.random.default_rng(6)
+    F, y = informative(rng, 300, 20)
+    F = F.astype(dtype)
+    with_constant = np.hstack([F, np.full((300, 1), 3.7, dtype=dtype)])
+    base = logme(F, y, standardize=True, fit_intercept=True)
+    assert logme(with_constant, y, standardize=True, fit_intercept=True) == pytest.approx(base, abs=1e-10)
+
+
+def test_a_constant_regression_target_is_refused_with_an_intercept():
+    F = np.random.default_rng(0).standard_normal((5, 3))
+    with pytest.raises(TransferabilityError, match="regression target column 1 is constant"):
+        logme(F, np.ones((5, 2)) * [[0.5, 2.0]] + [[0.1], [0.2], [0.3], [0.4], [0.5]] * np.array([[1, 0]]),
+              fit_intercept=True)
+    with pytest.raises(TransferabilityError, match="standardize='yes' is not allowed; pass True or False"):
+        logme(F, [0, 1, 0, 1, 0], standardize="yes")
+
+
 def test_a_linear_regression_target_beats_an_unrelated_one():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 10))

@@ -29,6 +29,12 @@ from skfeaturize.selection._rank import RIDGE_ALPHAS
 
 from .test_text import WORDS, _pang_lee, _save_tiny
 
+
+def std_logme(F, y, **kwargs):
+    """The default scoring, ``"logme_standardized"``."""
+    return logme(F, y, standardize=True, fit_intercept=True, **kwargs)
+
+
 TINY_LAYERS = ["act1", "layer1", "layer2", "layer3", "layer4", "pre_logits"]  # test_resnet's standard list
 
 
@@ -86,7 +92,7 @@ def test_one_row_per_block_best_first_with_the_documented_columns(tiny_table):
     widths = {"act1": 32, "layer1": 32, "layer2": 48, "layer3": 192, "layer4": 96, "pre_logits": 96}
     assert dict(zip(t.layer, t.n_features, strict=True)) == widths
     assert (t.seconds > 0).all() and (t.cv_seconds > 0).all()
-    assert t.attrs["scoring"] == "logme" and t.attrs["task"] == "classification"
+    assert t.attrs["scoring"] == "logme_standardized" and t.attrs["task"] == "classification"
     assert set(t.attrs["featurize_seconds"]) == {"test_resnet"}
 
 
@@ -98,7 +104,7 @@ def test_each_score_is_logme_of_the_featurizers_own_output_for_that_block(tiny_t
         pooling = "avg" if row.pooling == "none" else row.pooling
         own = clone(tiny_image).set_params(layer=row.layer, pooling=pooling).fit_transform(images)
         assert own.shape[1] == row.n_features
-        assert row.score == pytest.approx(logme(own, y), abs=1e-6)
+        assert row.score == pytest.approx(std_logme(own, y), abs=1e-6)
         pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         assert row.cv_accuracy == pytest.approx(cross_val_score(pipe, own, y, cv=cv).mean(), abs=1e-9)
 
@@ -164,7 +170,7 @@ def test_several_backbones_one_pass_each(labelled_images, tiny_image, image_pass
     eff = table[table.backbone == "test_efficientnet"]
     own = ImageFeaturizer("timm:test_efficientnet", weights=None, device="cpu", layer=-2)
     own = own.fit_transform(images)
-    assert eff[eff.layer_index == 0].score.item() == pytest.approx(logme(own, y), abs=1e-6)
+    assert eff[eff.layer_index == 0].score.item() == pytest.approx(std_logme(own, y), abs=1e-6)
 
 
 def test_two_backbones_with_one_name_get_distinct_labels(labelled_images, tiny_image):
@@ -183,7 +189,7 @@ def test_regression_uses_logmes_regression_mode_and_ridge_r2(labelled_images, ti
     assert "cv_r2" in table.columns and "cv_accuracy" not in table.columns
     own = clone(tiny_image).set_params(layer="layer1").fit_transform(images)
     row = table[table.layer == "layer1"].iloc[0]
-    assert row.score == pytest.approx(logme(own, y, regression=True), abs=1e-6)
+    assert row.score == pytest.approx(std_logme(own, y, regression=True), abs=1e-6)
     ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
     expected = cross_val_score(ridge, own, y, cv=KFold(4), scoring="r2").mean()
     assert row.cv_r2 == pytest.approx(expected, abs=1e-9)
@@ -201,7 +207,7 @@ def test_text_every_hidden_state_by_default(labelled_texts, tiny_bert, text_pass
     assert (table.n_features == 32).all()
     for row in table.itertuples():
         own = clone(f).set_params(layer=int(row.layer), pooling=row.pooling).fit_transform(texts)
-        assert row.score == pytest.approx(logme(own, y), abs=1e-6)
+        assert row.score == pytest.approx(std_logme(own, y), abs=1e-6)
 
 
 def test_a_callable_scoring(labelled_images, tiny_image):
@@ -225,11 +231,15 @@ def test_score_blocks_is_logme_per_block_in_the_given_order():
               ("layer", "avg"): np.eye(3)[y] + 0.1 * rng.normal(size=(60, 3))}
     scores = score_blocks(blocks, y)
     assert list(scores) == ["noise", ("layer", "avg")]
-    assert scores["noise"] == logme(blocks["noise"], y)
-    assert scores[("layer", "avg")] == logme(blocks[("layer", "avg")], y)
+    assert scores["noise"] == std_logme(blocks["noise"], y)
+    assert scores[("layer", "avg")] == std_logme(blocks[("layer", "avg")], y)
     assert scores[("layer", "avg")] > scores["noise"] + 0.5
     continuous = rng.normal(size=60)
-    assert score_blocks(blocks, continuous)["noise"] == logme(blocks["noise"], continuous, regression=True)
+    expected = std_logme(blocks["noise"], continuous, regression=True)
+    assert score_blocks(blocks, continuous)["noise"] == expected
+    papers = score_blocks(blocks, y, scoring="logme")
+    assert papers == {label: logme(F, y) for label, F in blocks.items()}
+    assert papers["noise"] != scores["noise"]
 
 
 # -- errors ---------------------------------------------------------------------------------------------
@@ -259,7 +269,7 @@ def test_score_blocks_checks_y_the_same_way(y, message):
 
 def test_an_unknown_scoring_is_refused(labelled_images, tiny_image, image_passes):
     images, y = labelled_images
-    message = r"scoring='hscore' is not allowed; use one of \['logme'\] or a callable"
+    message = r"scoring='hscore' is not allowed; use one of \['logme_standardized', 'logme'\] or a callable"
     with pytest.raises(TransferabilityError, match=message):
         rank_layers(tiny_image, images, y, scoring="hscore")
     with pytest.raises(TransferabilityError, match=message):

@@ -861,6 +861,50 @@ class EmbeddingCache:
             return {}
         return self._read(lambda conn: self._select(conn, namespace, keys), {})
 
+    def stored_keys(self, namespace: str, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` have an entry in ``namespace``, without reading or checking the vectors.
+
+        For deciding what to compute (:meth:`~skfeaturize.base.BaseFeaturizer.precompute`): an entry that
+        would fail its checksum counts as stored here; :meth:`get_many` drops it when it is read, and it is
+        recomputed then. Counts as a use of the entries for ``max_bytes`` eviction, as a read does. A store
+        that is off returns an empty set.
+
+        Parameters
+        ----------
+        namespace : str
+            The namespace.
+        keys : sequence of str
+            Sample keys to look up.
+
+        Returns
+        -------
+        set of str
+        """
+        keys = _check_keys(keys, "stored_keys")
+        if not keys:
+            return set()
+        return self._read(lambda conn: self._select_keys(conn, namespace, keys), set())
+
+    def _select_keys(self, conn: sqlite3.Connection, namespace: str, keys: list[str]) -> set[str]:
+        found, rowids, ns = set(), [], _sql_text(namespace)
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            marks = ",".join("?" * len(chunk))
+            for rowid, key in conn.execute(
+                f"SELECT rowid, key FROM entries WHERE namespace = ? AND key IN ({marks})",
+                (ns, *map(_sql_text, chunk)),
+            ):
+                found.add(_py_text(key))
+                rowids.append(rowid)
+        self._record_hits(conn, rowids, time.time())
+        return found
+
+    def _record_hits(self, conn: sqlite3.Connection, rowids: list[int], now: float) -> None:
+        """Entries just used, for least-recently-used eviction (only kept when ``max_bytes`` is set)."""
+        if rowids and self.max_bytes is not None and self._mode == "rw":
+            self._best_effort(conn, lambda c: c.executemany(
+                "INSERT INTO hits (entry, t) VALUES (?, ?)", [(r, now) for r in rowids]
+            ))
+
     def _select(self, conn: sqlite3.Connection, namespace: str, keys: list[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         hit_rows: list[int] = []
@@ -882,10 +926,7 @@ class EmbeddingCache:
                 hit_rows.append(rowid)
         if corrupt:
             self._drop_corrupt(conn, namespace, corrupt)
-        if hit_rows and self.max_bytes is not None and self._mode == "rw":
-            self._best_effort(conn, lambda c: c.executemany(
-                "INSERT INTO hits (entry, t) VALUES (?, ?)", [(r, now) for r in hit_rows]
-            ))
+        self._record_hits(conn, hit_rows, now)
         return out
 
     @staticmethod

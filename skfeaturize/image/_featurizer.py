@@ -45,8 +45,9 @@ class ImageFeaturizer(BaseFeaturizer):
         Ignored when ``backbone`` is a module (its own weights are used).
     layer : int, str, list or "auto", default=-1
         ``"auto"``: ``fit(X, y)`` scores every layer of the standard list (with ``pooling``, or with both
-        common poolings of the layer's kind when ``pooling="auto"``) by LogME on the training data and keeps
-        the best (``layer_scores_``); use it with ``cache=`` so that the candidates cost one backbone pass.
+        common poolings of the layer's kind when ``pooling="auto"``) by LogME on the training data (each
+        feature standardised, with an intercept: ``rank_layers``' default scoring) and keeps the best
+        (``layer_scores_``); use it with ``cache=`` so that the candidates cost one backbone pass.
         An int indexes the backbone's standard list (stages/blocks, then ``"pre_logits"``); ``-1`` is the
         pre-logits embedding the library defines (torchvision: the input of the classifier's last Linear
         after global pooling; timm: ``forward_head(pre_logits=True)``). A str is any layer name that
@@ -119,7 +120,8 @@ class ImageFeaturizer(BaseFeaturizer):
     engine_ : str
         The engine that runs: ``"torch"`` or ``"onnxruntime"``.
     layer_scores_ : dict
-        ``layer="auto"`` only: the LogME score of every candidate ``(layer, pooling)``.
+        ``layer="auto"`` only: the score of every candidate ``(layer, pooling)``:
+        ``logme(block, y, standardize=True, fit_intercept=True)``.
     fingerprint_ : str
         Hash of everything that decides the output.
     n_features_out_ : int

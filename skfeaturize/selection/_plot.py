@@ -9,7 +9,7 @@ from ._rank import CV_COLUMNS
 _NEEDED = ("backbone", "layer", "pooling", "layer_index", "score")
 _VECTOR = "none"  # the pooling of a vector layer (pre_logits): one block shared by every pooling's line
 _CV_LABELS = {"cv_accuracy": "CV accuracy", "cv_r2": "CV R²"}
-_SCORING_LABELS = {"logme": "LogME"}
+_SCORING_LABELS = {"logme": "LogME", "logme_standardized": "LogME (standardised)"}
 
 
 def plot_layer_scores(table, path=None, ax=None):

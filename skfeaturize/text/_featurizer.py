@@ -44,7 +44,8 @@ class TextFeaturizer(BaseFeaturizer):
         default ``max_length``.
     layer : int, list of int or "auto", default=-1
         ``"auto"``: ``fit(X, y)`` scores every hidden state (with ``pooling``, or with mean, cls and the
-        model's own pooling when ``pooling="auto"``) by LogME on the training data and keeps the best
+        model's own pooling when ``pooling="auto"``) by LogME on the training data (each feature
+        standardised, with an intercept: ``rank_layers``' default scoring) and keeps the best
         (``layer_scores_``); use it with ``cache=`` so that the candidates cost one encoder pass.
         Index into the hidden states: ``0`` is the embedding output, ``1 … L`` the transformer blocks,
         negatives count from the end (``-1`` is the last block). A list takes several layers from one
