@@ -340,12 +340,14 @@ def test_a_constant_feature_stays_invisible_when_standardised(dtype):
 
 
 def test_a_constant_regression_target_is_refused_with_an_intercept():
-    F = np.random.default_rng(0).standard_normal((5, 3))
-    with pytest.raises(TransferabilityError, match="regression target column 1 is constant"):
-        logme(F, np.ones((5, 2)) * [[0.5, 2.0]] + [[0.1], [0.2], [0.3], [0.4], [0.5]] * np.array([[1, 0]]),
-              fit_intercept=True)
+    F = np.random.default_rng(0).standard_normal((7, 3))
+    Y = np.column_stack([np.arange(7) / 10, np.full(7, 0.1)])  # seven 0.1's mean does not round to 0.1
+    assert (Y[:, 1] - Y[:, 1].mean()).any()
+    with pytest.raises(TransferabilityError, match="regression target column 1 is constant, which the "
+                       "intercept fits exactly .* or pass fit_intercept=False"):
+        logme(F, Y, fit_intercept=True)
     with pytest.raises(TransferabilityError, match="standardize='yes' is not allowed; pass True or False"):
-        logme(F, [0, 1, 0, 1, 0], standardize="yes")
+        logme(F, [0, 1, 0, 1, 0, 1, 0], standardize="yes")
 
 
 def test_a_linear_regression_target_beats_an_unrelated_one():
