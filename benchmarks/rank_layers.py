@@ -152,6 +152,7 @@ def run(name, featurizer, X, y, layers, poolings, tmp, repeats, timing):
                         f"best fixed block {label}": float(fixed.max()),
                         f"layer='auto' minus best fixed, {label}": auto["accuracy"] - float(fixed.max()),
                         f"nested CV {label}": nested["accuracy"], f"nested CV {label} picks": nested["picks"],
+                        f"nested CV {label} seconds": nested["seconds"],
                         f"nested CV minus best fixed, {label}": nested["accuracy"] - float(fixed.max())})
     return summary, table
 
@@ -201,6 +202,7 @@ def _nested_cv(blocks, y, cv) -> dict:
     from collections import Counter
 
     accuracies, picks = [], Counter()
+    t0 = time.perf_counter()
     for train, test in cv.split(np.zeros((len(y), 1)), y):
         inner = StratifiedKFold(5, shuffle=True, random_state=1)
         inner_cv = {k: cross_val_score(_cv_model(False), F[train], y[train], cv=inner).mean()
@@ -208,7 +210,8 @@ def _nested_cv(blocks, y, cv) -> dict:
         k = max(inner_cv, key=inner_cv.get)
         picks["{}/{}".format(*k)] += 1
         accuracies.append(_cv_model(False).fit(blocks[k][train], y[train]).score(blocks[k][test], y[test]))
-    return {"accuracy": float(np.mean(accuracies)), "picks": dict(picks.most_common())}
+    return {"accuracy": float(np.mean(accuracies)), "picks": dict(picks.most_common()),
+            "seconds": time.perf_counter() - t0}
 
 
 def main(argv=None):
