@@ -244,7 +244,9 @@ class BaseFeaturizer(TransformerMixin, BaseEstimator):
         """Fill the cache for every ``layer × pooling`` combination in one backbone pass per sample.
 
         Use it before a grid search over layers and poolings: afterwards every fit and transform of the
-        search is a cache hit. An unfitted featurizer is fitted on ``X`` first.
+        search is a cache hit. An unfitted featurizer is fitted on ``X`` first. On a warm cache only the
+        keys are looked up; a stored entry that turns out corrupt when read is recomputed then, by the
+        ``transform`` that reads it.
 
         Parameters
         ----------

@@ -339,12 +339,24 @@ def test_a_constant_feature_stays_invisible_when_standardised(dtype):
     assert logme(with_constant, y, standardize=True, fit_intercept=True) == pytest.approx(base, abs=1e-10)
 
 
+@pytest.mark.parametrize("n, d", [(7, 3), (30, 3), (7, 12), (1000, 40)])
+@pytest.mark.parametrize("value", [0.1, 0.7, 123.456])
+def test_a_constant_block_explains_nothing_with_an_intercept(n, d, value):
+    """Constant columns whose float mean does not round back leave a residue c * 1 after centring; it must
+    not pass for a feature along the constant vector (it scored 14, an exact fit, before this was fixed)."""
+    y = np.arange(n) % 2
+    noise_only = logme(np.zeros((n, d)), y, fit_intercept=True)
+    for standardize in (False, True):
+        r = logme_details(np.full((n, d), value), y, standardize=standardize, fit_intercept=True)
+        assert r.rank == 0 and r.score == pytest.approx(noise_only, abs=1e-12)
+
+
 def test_a_constant_regression_target_is_refused_with_an_intercept():
     F = np.random.default_rng(0).standard_normal((7, 3))
     Y = np.column_stack([np.arange(7) / 10, np.full(7, 0.1)])  # seven 0.1's mean does not round to 0.1
     assert (Y[:, 1] - Y[:, 1].mean()).any()
     with pytest.raises(TransferabilityError, match="regression target column 1 is constant, which the "
-                       "intercept fits exactly .* or pass fit_intercept=False"):
+                       "intercept fits exactly .* fit_intercept=False in logme"):
         logme(F, Y, fit_intercept=True)
     with pytest.raises(TransferabilityError, match="standardize='yes' is not allowed; pass True or False"):
         logme(F, [0, 1, 0, 1, 0, 1, 0], standardize="yes")

@@ -249,6 +249,8 @@ Y_ERRORS = [
     (np.zeros(24, dtype=int), r"LogME needs at least two classes; y has only 0"),
     (np.r_[[0.0, 1.0] * 11, np.nan, 1.0], r"y must not contain missing values; y\[22\] is nan \(1 missing\)"),
     (np.array(["a", None] * 12, dtype=object), r"y must not contain missing values; y\[1\] is None"),
+    (np.full(24, 2.5), r"regression target column 0 is constant, which the intercept fits exactly .*"
+                       r"scoring='logme' in rank_layers"),  # the default scoring centres y
 ]
 
 
@@ -265,6 +267,13 @@ def test_score_blocks_checks_y_the_same_way(y, message):
     blocks = {"a": np.random.default_rng(0).normal(size=(24, 4))}
     with pytest.raises(TransferabilityError, match=message.replace("X has", "the blocks have")):
         score_blocks(blocks, y)
+
+
+def test_a_constant_regression_target_is_scored_without_an_intercept():
+    blocks = {"a": np.random.default_rng(0).normal(size=(24, 4))}
+    y = np.full(24, 2.5)
+    assert score_blocks(blocks, y, scoring="logme", regression=True) == {"a": logme(blocks["a"], y,
+                                                                                   regression=True)}
 
 
 def test_an_unknown_scoring_is_refused(labelled_images, tiny_image, image_passes):

@@ -89,8 +89,8 @@ def logme(features, y, *, regression=None, standardize=False, fit_intercept=Fals
     Parameters
     ----------
     features : array-like of shape (n_samples, n_features)
-        Finite numbers, at least 2 rows. Used as given (no centring, no intercept, as in the paper);
-        computed in float64.
+        Finite numbers, at least 2 rows. Used as given (no centring, no intercept, as in the paper)
+        unless ``standardize`` / ``fit_intercept`` say otherwise; computed in float64.
     y : array-like of shape (n_samples,) or (n_samples, n_targets)
         Class labels (ints, strings, bools, ...) or continuous targets.
     regression : bool or None, default None
@@ -122,7 +122,8 @@ def logme(features, y, *, regression=None, standardize=False, fit_intercept=Fals
     -----
     Cost: one eigendecomposition of the smaller Gram matrix (``min(n, d)`` squared), shared by all targets,
     then about 10 updates per target of cost ``min(n, d)``. A target that is an exact linear function of
-    ``n > d`` features has unbounded evidence; its score is then set by float64 rounding (about 14).
+    ``n > d`` features (``n - 1 > d`` with ``fit_intercept``) has unbounded evidence; its score is then set
+    by float64 rounding (about 14).
     """
     return logme_details(features, y, regression=regression, standardize=standardize,
                          fit_intercept=fit_intercept, tol=tol, max_iter=max_iter).score
@@ -270,10 +271,12 @@ def _regression_targets(y) -> np.ndarray:
 
 
 def _centred_targets(Y) -> np.ndarray:
+    """Regression targets minus their means; a constant one (up to rounding) is refused."""
     mean = Y.mean(axis=0)
     Y = Y - mean
     _refuse_exact_fits(_constant_columns(Y, mean), "is constant, which the intercept fits exactly",
-                       ", or pass fit_intercept=False")
+                       ", or score without an intercept (scoring='logme' in rank_layers and score_blocks, "
+                       "fit_intercept=False in logme)")
     return Y
 
 
@@ -323,8 +326,11 @@ def _prepared(F, standardize: bool, fit_intercept: bool) -> np.ndarray:
         return F
     mean = F.mean(axis=0)
     centred = F - mean
+    constant = _constant_columns(centred, mean)
+    if fit_intercept:  # the intercept absorbs a constant column exactly; its rounding residue must go too
+        centred[:, constant] = 0.0
     if standardize:
-        scale = np.where(_constant_columns(centred, mean), 1.0, centred.std(axis=0))
+        scale = np.where(constant, 1.0, centred.std(axis=0))
         return centred / scale if fit_intercept else F / scale
     return centred
 
@@ -348,7 +354,9 @@ def _project(F, targets, classes, centred=False):
     if n >= d:
         w, V = np.linalg.eigh(F.T @ F)
         keep = _numerical_support(w, n, d)
-        Fty = _class_sums(F, targets, classes.size) if by_class else F.T @ targets  # (d, T); F^T 1 = 0
+        Fty = _class_sums(F, targets, classes.size) if by_class else F.T @ targets  # (d, T)
+        if by_class and centred:  # F^T (indicator - frequency); F^T 1 is 0 only up to rounding
+            Fty -= F.sum(axis=0)[:, None] * (counts / n)
         x2 = (V[:, keep].T @ Fty) ** 2 / w[keep, None]  # (u_i^T y)^2 with u_i = F v_i / s_i
         residual = np.maximum(norm2 - x2.sum(axis=0), 0.0)
     else:

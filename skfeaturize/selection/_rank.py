@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ..exceptions import TransferabilityError
-from ._logme import _check_targets, logme
+from ._logme import _centred_targets, _check_targets, logme
 
 # "logme_standardized": LogME with both of its options on, the evidence of the model the table's ``cv``
 # column trains (StandardScaler + an L2 linear model with an intercept); measured closer to that model's
@@ -43,11 +43,12 @@ RIDGE_ALPHAS = np.logspace(-3, 4, 15)
 # -------------------------------------------------------------------------------------------- validation
 
 
-def check_target(y, n_samples: int, *, regression=None, what: str = "X has"):
+def check_target(y, n_samples: int, *, regression=None, what: str = "X has", scoring=DEFAULT_SCORING):
     """``y`` checked for scoring ``n_samples`` samples: ``(y as an ndarray, is_regression)``.
 
     The one check of :func:`rank_layers` and :func:`score_blocks` (run before any backbone pass): one
-    entry per sample, no missing value, at least two classes; regression is inferred as
+    entry per sample, no missing value, at least two classes, and with ``scoring="logme_standardized"``
+    (an intercept) no constant regression target; regression is inferred as
     :func:`~skfeaturize.selection.logme` does, unless ``regression`` says.
     """
     y = np.asarray(y)
@@ -60,7 +61,9 @@ def check_target(y, n_samples: int, *, regression=None, what: str = "X has"):
             f"y has {y.shape[0]} entries but {what} {n_samples} samples; pass one target per sample, in "
             "the same order."
         )
-    is_regression, _, _ = _check_targets(y, n_samples, regression)
+    is_regression, targets, _ = _check_targets(y, n_samples, regression)
+    if is_regression and isinstance(scoring, str) and scoring == "logme_standardized":
+        _centred_targets(targets)
     return y, is_regression
 
 
@@ -235,7 +238,7 @@ def score_blocks(blocks, y, scoring=DEFAULT_SCORING, *, regression=None) -> dict
     """
     _scorer(scoring, False)  # an unknown scoring fails before anything else
     n = _check_blocks(blocks)
-    y, is_regression = check_target(y, n, regression=regression, what="the blocks have")
+    y, is_regression = check_target(y, n, regression=regression, what="the blocks have", scoring=scoring)
     score = _scorer(scoring, is_regression)
     return {label: score(F, y) for label, F in blocks.items()}
 
@@ -289,7 +292,7 @@ def rank_layers(featurizer, X, y, layers=None, poolings=None, backbones=None, sc
     """
     first = _check_featurizer(featurizer)
     X = _reusable(X)
-    y, is_regression = check_target(y, len(X), regression=regression)
+    y, is_regression = check_target(y, len(X), regression=regression, scoring=scoring)
     score = _scorer(scoring, is_regression)
     layers, poolings = _as_list(layers, "layers"), _as_list(poolings, "poolings")
     backbones = [featurizer.get_params()[first]] if backbones is None else _as_list(backbones, "backbones")
