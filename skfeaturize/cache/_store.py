@@ -276,6 +276,21 @@ def _chunks(seq: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
         yield seq[start : start + size]
 
 
+def _entries(conn: sqlite3.Connection, namespace: str, keys: Sequence[str], columns: str) -> Iterator[tuple]:
+    """``(rowid, key, *columns)`` of the stored entries of ``keys`` in ``namespace`` (``columns``: more
+    column names, each after a comma), queried in chunks of at most ``_CHUNK`` keys, each chunk fetched
+    whole before it is yielded, so that the caller may write on ``conn`` in between."""
+    ns = _sql_text(namespace)
+    for chunk in _chunks(list(dict.fromkeys(keys))):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT rowid, key{columns} FROM entries WHERE namespace = ? AND key IN ({marks})",
+            (ns, *map(_sql_text, chunk)),
+        ).fetchall()
+        for rowid, key, *rest in rows:
+            yield rowid, _py_text(key), *rest
+
+
 def _check_keys(keys: Sequence[str], what: str) -> list[str]:
     if isinstance(keys, (str, bytes)):
         raise TypeError(
@@ -886,17 +901,9 @@ class EmbeddingCache:
         return self._read(lambda conn: self._select_keys(conn, namespace, keys), set())
 
     def _select_keys(self, conn: sqlite3.Connection, namespace: str, keys: list[str]) -> set[str]:
-        found, rowids, ns = set(), [], _sql_text(namespace)
-        for chunk in _chunks(list(dict.fromkeys(keys))):
-            marks = ",".join("?" * len(chunk))
-            for rowid, key in conn.execute(
-                f"SELECT rowid, key FROM entries WHERE namespace = ? AND key IN ({marks})",
-                (ns, *map(_sql_text, chunk)),
-            ):
-                found.add(_py_text(key))
-                rowids.append(rowid)
-        self._record_hits(conn, rowids, time.time())
-        return found
+        rows = list(_entries(conn, namespace, keys, ""))
+        self._record_hits(conn, [rowid for rowid, _ in rows], time.time())
+        return {key for _, key in rows}
 
     def _record_hits(self, conn: sqlite3.Connection, rowids: list[int], now: float) -> None:
         """Entries just used, for least-recently-used eviction (only kept when ``max_bytes`` is set)."""
@@ -909,21 +916,15 @@ class EmbeddingCache:
         out: dict[str, np.ndarray] = {}
         hit_rows: list[int] = []
         corrupt: list[tuple[int, int, str]] = []
-        now, ns = time.time(), _sql_text(namespace)
-        for chunk in _chunks(list(dict.fromkeys(keys))):
-            rows = conn.execute(
-                "SELECT rowid, key, dim, dtype, checksum, vector FROM entries "
-                f"WHERE namespace = ? AND key IN ({','.join('?' * len(chunk))})",
-                (ns, *map(_sql_text, chunk)),
-            ).fetchall()
-            for rowid, key, dim, code, checksum, blob in rows:
-                key = _py_text(key)
-                vec = self._decode(namespace, key, dim, code, checksum, blob)
-                if vec is None:
-                    corrupt.append((rowid, checksum, key))
-                    continue
-                out[key] = vec
-                hit_rows.append(rowid)
+        now = time.time()
+        for rowid, key, dim, code, checksum, blob in _entries(conn, namespace, keys,
+                                                              ", dim, dtype, checksum, vector"):
+            vec = self._decode(namespace, key, dim, code, checksum, blob)
+            if vec is None:
+                corrupt.append((rowid, checksum, key))
+                continue
+            out[key] = vec
+            hit_rows.append(rowid)
         if corrupt:
             self._drop_corrupt(conn, namespace, corrupt)
         self._record_hits(conn, hit_rows, now)

@@ -33,7 +33,8 @@ from ._logme import _centred_targets, _check_targets, logme
 # "logme_standardized": LogME with both of its options on, the evidence of the model the table's ``cv``
 # column trains (StandardScaler + an L2 linear model with an intercept); measured closer to that model's
 # cross-validated accuracy than the paper's plain LogME on both real data sets (docs/choosing.md).
-SCORINGS = ("logme_standardized", "logme")
+SCORING_OPTIONS = {"logme_standardized": {"standardize": True, "fit_intercept": True}, "logme": {}}
+SCORINGS = tuple(SCORING_OPTIONS)
 DEFAULT_SCORING = SCORINGS[0]
 CV_COLUMNS = {False: "cv_accuracy", True: "cv_r2"}  # classification, regression
 CV_MAX_ITER = 2000  # LogisticRegression's iteration cap in the cross-validated comparison
@@ -62,7 +63,7 @@ def check_target(y, n_samples: int, *, regression=None, what: str = "X has", sco
             "the same order."
         )
     is_regression, targets, _ = _check_targets(y, n_samples, regression)
-    if is_regression and isinstance(scoring, str) and scoring == "logme_standardized":
+    if is_regression and isinstance(scoring, str) and SCORING_OPTIONS.get(scoring, {}).get("fit_intercept"):
         _centred_targets(targets)
     return y, is_regression
 
@@ -71,9 +72,8 @@ def _scorer(scoring, regression: bool):
     """``scoring`` as a function ``(features, y) -> float``, higher is better."""
     if callable(scoring):
         return lambda F, y: float(scoring(F, y))
-    if isinstance(scoring, str) and scoring in SCORINGS:
-        options = {"standardize": True, "fit_intercept": True} if scoring == "logme_standardized" else {}
-        return lambda F, y: logme(F, y, regression=regression, **options)
+    if isinstance(scoring, str) and scoring in SCORING_OPTIONS:
+        return lambda F, y: logme(F, y, regression=regression, **SCORING_OPTIONS[scoring])
     raise TransferabilityError(
         f"scoring={scoring!r} is not allowed; use one of {list(SCORINGS)} or a callable "
         "(features, y) -> float where higher is better."
